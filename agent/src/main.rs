@@ -1,0 +1,192 @@
+//! nodeward-agent: hardens the Kubernetes node it runs on.
+//!
+//! `run` reads the config, attaches IMDS enforcement to the pod cgroup, turns what the
+//! kernel reports into findings, keeps them in an on-disk outbox and streams them to the
+//! collector, until SIGTERM or SIGINT.
+
+mod bpf;
+mod caps;
+mod cgroup;
+mod clock;
+mod config;
+mod event;
+mod findings;
+mod identity;
+mod imds;
+mod module;
+mod outbox;
+mod pipeline;
+mod stream;
+mod supervisor;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context as _, anyhow};
+use clap::{Parser, Subcommand};
+use nodeward_runtime::{EXIT_BAD_CONFIG, LogFormat};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::{
+    clock::BootClock,
+    config::{Config, TlsMode},
+    findings::FindingBuilder,
+    identity::CgroupIndex,
+    imds::ImdsEnforcer,
+    module::{Module, ModuleContext},
+    outbox::Outbox,
+    supervisor::Supervisor,
+};
+
+/// How long tasks get to finish after SIGTERM (the DaemonSet's grace period is longer).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Events queued between the kernel readers and the finding pipeline.
+const EVENT_QUEUE: usize = 4096;
+
+#[derive(Parser)]
+#[command(name = "nodeward-agent", version, about = "nodeward node agent")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "NODEWARD_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enforce and report until SIGTERM.
+    Run {
+        /// Agent configuration (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and say what it sets, without running anything.
+    Validate {
+        /// Agent configuration (YAML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config: path } => match Config::load(&path) {
+            Ok(config) => {
+                println!("{}: valid; {}", path.display(), config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("nodeward-agent: {err}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        },
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("nodeward-agent: {err}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            nodeward_runtime::init_logging(cli.log_format);
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    error!(error = format!("{err:#}"), "nodeward-agent stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let node_name = config
+        .resolved_node_name()
+        .context("nodeName is not set in the config and NODE_NAME is empty")?;
+    info!(
+        node = node_name,
+        version = env!("CARGO_PKG_VERSION"),
+        "nodeward agent starting"
+    );
+    if config.collector.tls == TlsMode::Disabled {
+        warn!(
+            endpoint = config.collector.endpoint,
+            "collector TLS is disabled: findings travel in plaintext (tests and demos only)"
+        );
+    }
+
+    let cgroup_root = match &config.cgroup_root {
+        Some(root) => root.clone(),
+        None => cgroup::find_cgroup2_mount()?,
+    };
+    let pod_cgroup = cgroup::resolve_pod_cgroup(&cgroup_root, config.pod_cgroup_path.as_deref())?;
+    let outbox = Outbox::open(&config.collector.spool_dir)?;
+    info!(spool = %config.collector.spool_dir.display(), pending = outbox.pending()?, stream_id = outbox.stream_id(), "outbox open");
+    let supervisor = Supervisor::new();
+    let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let ctx = ModuleContext {
+        supervisor: supervisor.clone(),
+        events,
+    };
+
+    let mut modules: Vec<Box<dyn Module>> = vec![Box::new(ImdsEnforcer::new(
+        config.imds.clone(),
+        pod_cgroup.clone(),
+    ))];
+    for module in &mut modules {
+        module
+            .can_run()
+            .map_err(|why| anyhow!("module {} cannot run: {why}", module.name()))?;
+        module
+            .start(&ctx)
+            .with_context(|| format!("starting module {}", module.name()))?;
+    }
+    // Only the modules' own tasks may hold senders now, so the pipeline ends (after
+    // draining) once they stop.
+    drop(ctx);
+
+    let builder = FindingBuilder::new(CgroupIndex::new(cgroup_root, pod_cgroup), BootClock::new());
+    let pipeline_outbox = outbox.clone();
+    supervisor.spawn_blocking("pipeline", move || {
+        pipeline::run(events_rx, builder, &pipeline_outbox)
+    });
+    let identity = stream::Identity {
+        node_name,
+        boot_id: boot_id(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    supervisor.spawn(
+        "collector-stream",
+        stream::run(
+            config.collector.endpoint.clone(),
+            identity,
+            outbox,
+            supervisor.token().clone(),
+        ),
+    );
+
+    tokio::select! {
+        signal = nodeward_runtime::shutdown_signal() => info!(signal, "shutting down"),
+        () = supervisor.token().cancelled() => {}
+    }
+    for module in modules.iter_mut().rev() {
+        module.stop();
+    }
+    supervisor.shutdown(SHUTDOWN_GRACE).await
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,31 @@
+//! Sensors and enforcers share one small life cycle, so `main` can start whatever this
+//! node supports and say plainly why the rest cannot run.
+
+use tokio::sync::mpsc;
+
+use crate::{event::Event, supervisor::Supervisor};
+
+/// What a module gets to run with.
+#[derive(Clone)]
+pub struct ModuleContext {
+    /// Spawns and watches the module's tasks; its token is cancelled at shutdown.
+    pub supervisor: Supervisor,
+    /// Where modules deliver what they see.
+    pub events: mpsc::Sender<Event>,
+}
+
+/// An enforcer or sensor.
+pub trait Module {
+    /// Short stable name for logs and findings.
+    fn name(&self) -> &'static str;
+
+    /// `Err(reason)` when this node cannot run the module (missing cgroup, kernel feature,
+    /// privilege); checked before `start`.
+    fn can_run(&self) -> Result<(), String>;
+
+    /// Loads and attaches what the module needs and spawns its tasks.
+    fn start(&mut self, ctx: &ModuleContext) -> anyhow::Result<()>;
+
+    /// Releases what `start` acquired. Tasks stop through the cancellation token.
+    fn stop(&mut self);
+}

@@ -1,0 +1,192 @@
+//! The one gRPC stream to the collector: hello, then findings from the outbox in order;
+//! acknowledgements delete them from the outbox. On any failure the stream is rebuilt
+//! after a jittered backoff and everything not yet acknowledged is sent again.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use nodeward_proto::v1::{
+    FindingBatch, Hello, ReportRequest, agent_service_client::AgentServiceClient, report_request,
+    report_response,
+};
+use rand::Rng as _;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+use tracing::{debug, info, warn};
+
+use crate::outbox::Outbox;
+
+/// Findings per message.
+const BATCH: usize = 256;
+/// Findings sent but not yet acknowledged before the agent waits for acks.
+const MAX_IN_FLIGHT: u64 = 4 * BATCH as u64;
+
+/// Who this agent is, for the hello.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub node_name: String,
+    pub boot_id: String,
+    pub agent_version: String,
+}
+
+/// Runs until `token` is cancelled.
+pub async fn run(
+    endpoint: String,
+    identity: Identity,
+    outbox: Outbox,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        match session(&endpoint, &identity, &outbox, &token, &mut backoff).await {
+            Ok(()) => return Ok(()),
+            Err(err) => warn!(
+                endpoint,
+                error = format!("{err:#}"),
+                "collector stream down"
+            ),
+        }
+        let delay = backoff.next_delay();
+        debug!(
+            delay_ms = delay.as_millis(),
+            "reconnecting to the collector"
+        );
+        tokio::select! {
+            () = token.cancelled() => return Ok(()),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One connection's life. `Ok` only when cancelled.
+async fn session(
+    endpoint: &str,
+    identity: &Identity,
+    outbox: &Outbox,
+    token: &CancellationToken,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
+    let channel = Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("collector endpoint {endpoint:?}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .context("connecting")?;
+    let (requests, rx) = mpsc::channel(4);
+    requests
+        .send(ReportRequest {
+            kind: Some(report_request::Kind::Hello(Hello {
+                node_name: identity.node_name.clone(),
+                agent_version: identity.agent_version.clone(),
+                boot_id: identity.boot_id.clone(),
+                stream_id: outbox.stream_id().to_owned(),
+            })),
+        })
+        .await?;
+    let mut responses = AgentServiceClient::new(channel)
+        .report(ReceiverStream::new(rx))
+        .await
+        .context("opening the report stream")?
+        .into_inner();
+    info!(
+        endpoint,
+        stream_id = outbox.stream_id(),
+        "reporting to the collector"
+    );
+    backoff.reset();
+
+    // Everything still in the outbox is unacknowledged: start from the beginning.
+    let (mut sent, mut acked) = (0u64, 0u64);
+    loop {
+        if sent.saturating_sub(acked) < MAX_IN_FLIGHT {
+            let batch = blocking(outbox, move |o| o.read_after(sent, BATCH)).await?;
+            if let Some(last) = batch.last() {
+                sent = last.seq;
+                let kind = report_request::Kind::Findings(FindingBatch { findings: batch });
+                requests
+                    .send(ReportRequest { kind: Some(kind) })
+                    .await
+                    .context("the request stream closed")?;
+                continue;
+            }
+        }
+        tokio::select! {
+            () = token.cancelled() => return Ok(()),
+            () = outbox.appended() => {}
+            response = responses.message() => match response.context("receiving acknowledgements")? {
+                Some(response) => match response.kind {
+                    Some(report_response::Kind::Ack(ack)) => {
+                        let removed = blocking(outbox, move |o| o.ack(ack.seq)).await?;
+                        debug!(seq = ack.seq, removed, "acknowledged");
+                        acked = acked.max(ack.seq);
+                    }
+                    None => {}
+                },
+                None => bail!("the collector closed the stream"),
+            },
+        }
+    }
+}
+
+/// Runs an outbox call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    outbox: &Outbox,
+    f: impl FnOnce(&Outbox) -> Result<T, crate::outbox::OutboxError> + Send + 'static,
+) -> anyhow::Result<T> {
+    let outbox = outbox.clone();
+    Ok(tokio::task::spawn_blocking(move || f(&outbox)).await??)
+}
+
+/// Exponential backoff with equal jitter: half the step is fixed, half random, so agents
+/// that lost the collector together do not all return in the same instant.
+struct Backoff {
+    base: Duration,
+    max: Duration,
+    step: u32,
+}
+
+impl Backoff {
+    fn new(base: Duration, max: Duration) -> Self {
+        Self { base, max, step: 0 }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let cap = self
+            .base
+            .saturating_mul(1 << self.step.min(16))
+            .min(self.max);
+        self.step = self.step.saturating_add(1);
+        let half = cap / 2;
+        half + rand::rng().random_range(Duration::ZERO..=half)
+    }
+
+    fn reset(&mut self) {
+        self.step = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let first = b.next_delay();
+        assert!(
+            (Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first),
+            "{first:?}"
+        );
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= Duration::from_secs(2), "{d:?}");
+        }
+        assert!(b.next_delay() >= Duration::from_secs(1));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,4 @@
+//! One file per kernel hook.
+
+mod connect4;
+mod connect6;

@@ -1,0 +1,269 @@
+//! Wire ↔ domain conversions, all in one place. Domain → wire cannot fail; wire → domain
+//! validates, so a malformed message from a peer is refused with a reason instead of
+//! being stored half-understood.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+
+use crate::{model, v1};
+
+/// A wire message that does not describe a valid domain value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}` has an unknown or unspecified value {value}")]
+    BadEnum { field: &'static str, value: i32 },
+    #[error("field `{field}` is not a valid timestamp")]
+    BadTime {
+        field: &'static str,
+        #[source]
+        source: jiff::Error,
+    },
+    #[error("field `destination.address` is not an IP address: {0:?}")]
+    BadAddress(String),
+    #[error("field `{field}` is out of range: {value}")]
+    OutOfRange { field: &'static str, value: u64 },
+}
+
+type Result<T> = std::result::Result<T, ConvertError>;
+
+fn timestamp(field: &'static str, ts: Option<prost_types::Timestamp>) -> Result<Timestamp> {
+    let ts = ts.ok_or(ConvertError::Missing(field))?;
+    Timestamp::new(ts.seconds, ts.nanos).map_err(|source| ConvertError::BadTime { field, source })
+}
+
+fn wire_timestamp(ts: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ts.as_second(),
+        nanos: ts.subsec_nanosecond(),
+    }
+}
+
+impl TryFrom<v1::Severity> for model::Severity {
+    type Error = ConvertError;
+    fn try_from(value: v1::Severity) -> Result<Self> {
+        Ok(match value {
+            v1::Severity::Info => Self::Info,
+            v1::Severity::Low => Self::Low,
+            v1::Severity::Medium => Self::Medium,
+            v1::Severity::High => Self::High,
+            v1::Severity::Critical => Self::Critical,
+            v1::Severity::Unspecified => {
+                return Err(ConvertError::BadEnum {
+                    field: "severity",
+                    value: 0,
+                });
+            }
+        })
+    }
+}
+
+impl From<model::Severity> for v1::Severity {
+    fn from(value: model::Severity) -> Self {
+        match value {
+            model::Severity::Info => Self::Info,
+            model::Severity::Low => Self::Low,
+            model::Severity::Medium => Self::Medium,
+            model::Severity::High => Self::High,
+            model::Severity::Critical => Self::Critical,
+        }
+    }
+}
+
+fn verdict(value: i32) -> Result<Option<model::Verdict>> {
+    match v1::Verdict::try_from(value) {
+        Ok(v1::Verdict::Unspecified) => Ok(None),
+        Ok(v1::Verdict::Blocked) => Ok(Some(model::Verdict::Blocked)),
+        Ok(v1::Verdict::Audited) => Ok(Some(model::Verdict::Audited)),
+        Ok(v1::Verdict::Allowed) => Ok(Some(model::Verdict::Allowed)),
+        Err(_) => Err(ConvertError::BadEnum {
+            field: "verdict",
+            value,
+        }),
+    }
+}
+
+fn wire_verdict(value: Option<model::Verdict>) -> v1::Verdict {
+    match value {
+        None => v1::Verdict::Unspecified,
+        Some(model::Verdict::Blocked) => v1::Verdict::Blocked,
+        Some(model::Verdict::Audited) => v1::Verdict::Audited,
+        Some(model::Verdict::Allowed) => v1::Verdict::Allowed,
+    }
+}
+
+impl TryFrom<v1::NetworkDestination> for model::Destination {
+    type Error = ConvertError;
+    fn try_from(value: v1::NetworkDestination) -> Result<Self> {
+        let address: IpAddr = value
+            .address
+            .parse()
+            .map_err(|_| ConvertError::BadAddress(value.address.clone()))?;
+        let port = u16::try_from(value.port).map_err(|_| ConvertError::OutOfRange {
+            field: "destination.port",
+            value: u64::from(value.port),
+        })?;
+        let ip_protocol =
+            u8::try_from(value.ip_protocol).map_err(|_| ConvertError::OutOfRange {
+                field: "destination.ip_protocol",
+                value: u64::from(value.ip_protocol),
+            })?;
+        let protocol = match v1::Protocol::try_from(value.protocol) {
+            Ok(v1::Protocol::Tcp) => model::Protocol::Tcp,
+            Ok(v1::Protocol::Udp) => model::Protocol::Udp,
+            Ok(v1::Protocol::Other) => model::Protocol::from_ip_protocol(ip_protocol),
+            Ok(v1::Protocol::Unspecified) | Err(_) => {
+                return Err(ConvertError::BadEnum {
+                    field: "destination.protocol",
+                    value: value.protocol,
+                });
+            }
+        };
+        Ok(Self {
+            address,
+            port,
+            protocol,
+        })
+    }
+}
+
+impl From<model::Destination> for v1::NetworkDestination {
+    fn from(value: model::Destination) -> Self {
+        let protocol = match value.protocol {
+            model::Protocol::Tcp => v1::Protocol::Tcp,
+            model::Protocol::Udp => v1::Protocol::Udp,
+            model::Protocol::Other(_) => v1::Protocol::Other,
+        };
+        Self {
+            address: value.address.to_string(),
+            port: u32::from(value.port),
+            protocol: protocol.into(),
+            ip_protocol: u32::from(value.protocol.ip_protocol()),
+        }
+    }
+}
+
+impl From<v1::Pod> for model::Pod {
+    fn from(value: v1::Pod) -> Self {
+        Self {
+            uid: value.uid,
+            namespace: value.namespace,
+            name: value.name,
+            service_account: value.service_account,
+            host_network: value.host_network,
+            labels: value.labels.into_iter().collect(),
+        }
+    }
+}
+
+impl From<model::Pod> for v1::Pod {
+    fn from(value: model::Pod) -> Self {
+        Self {
+            uid: value.uid,
+            namespace: value.namespace,
+            name: value.name,
+            service_account: value.service_account,
+            host_network: value.host_network,
+            labels: value.labels.into_iter().collect(),
+        }
+    }
+}
+
+impl From<v1::Process> for model::Process {
+    fn from(value: v1::Process) -> Self {
+        Self {
+            pid: value.pid,
+            uid: value.uid,
+            comm: value.comm,
+            cgroup_id: value.cgroup_id,
+        }
+    }
+}
+
+impl From<model::Process> for v1::Process {
+    fn from(value: model::Process) -> Self {
+        Self {
+            pid: value.pid,
+            uid: value.uid,
+            comm: value.comm,
+            cgroup_id: value.cgroup_id,
+        }
+    }
+}
+
+impl TryFrom<v1::Finding> for model::Finding {
+    type Error = ConvertError;
+    fn try_from(value: v1::Finding) -> Result<Self> {
+        if value.rule_id.is_empty() {
+            return Err(ConvertError::Missing("rule_id"));
+        }
+        let severity = v1::Severity::try_from(value.severity)
+            .map_err(|_| ConvertError::BadEnum {
+                field: "severity",
+                value: value.severity,
+            })?
+            .try_into()?;
+        Ok(Self {
+            seq: value.seq,
+            time: timestamp("time", value.time)?,
+            rule_id: value.rule_id,
+            severity,
+            summary: value.summary,
+            pod: value.pod.map(Into::into),
+            container: value.container.map(|c| model::Container { id: c.id }),
+            process: value.process.map(Into::into),
+            destination: value.destination.map(TryInto::try_into).transpose()?,
+            verdict: verdict(value.verdict)?,
+        })
+    }
+}
+
+impl From<model::Finding> for v1::Finding {
+    fn from(value: model::Finding) -> Self {
+        Self {
+            seq: value.seq,
+            time: Some(wire_timestamp(value.time)),
+            rule_id: value.rule_id,
+            severity: v1::Severity::from(value.severity).into(),
+            summary: value.summary,
+            pod: value.pod.map(Into::into),
+            container: value.container.map(|c| v1::Container { id: c.id }),
+            process: value.process.map(Into::into),
+            destination: value.destination.map(Into::into),
+            verdict: wire_verdict(value.verdict).into(),
+        }
+    }
+}
+
+impl TryFrom<v1::FindingRecord> for model::FindingRecord {
+    type Error = ConvertError;
+    fn try_from(value: v1::FindingRecord) -> Result<Self> {
+        Ok(Self {
+            id: value.id,
+            node_name: value.node_name,
+            boot_id: value.boot_id,
+            received_time: timestamp("received_time", value.received_time)?,
+            finding: value
+                .finding
+                .ok_or(ConvertError::Missing("finding"))?
+                .try_into()?,
+        })
+    }
+}
+
+impl From<model::FindingRecord> for v1::FindingRecord {
+    fn from(value: model::FindingRecord) -> Self {
+        Self {
+            id: value.id,
+            node_name: value.node_name,
+            boot_id: value.boot_id,
+            received_time: Some(wire_timestamp(value.received_time)),
+            finding: Some(value.finding.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

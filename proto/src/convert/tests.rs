@@ -1,0 +1,119 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn sample() -> model::Finding {
+    model::Finding {
+        seq: 7,
+        time: Timestamp::new(1_790_000_000, 123_456_789).unwrap(),
+        rule_id: "imds-access".into(),
+        severity: model::Severity::High,
+        summary: "pod tried to reach the instance metadata service".into(),
+        pod: Some(model::Pod {
+            uid: "1b4e28ba-2fa1-11d2-883f-0016d3cca427".into(),
+            ..Default::default()
+        }),
+        container: Some(model::Container {
+            id: "ab".repeat(32),
+        }),
+        process: Some(model::Process {
+            pid: 42,
+            uid: 0,
+            comm: "curl".into(),
+            cgroup_id: 9,
+        }),
+        destination: Some(model::Destination {
+            address: IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
+            port: 80,
+            protocol: model::Protocol::Tcp,
+        }),
+        verdict: Some(model::Verdict::Blocked),
+    }
+}
+
+#[test]
+fn finding_survives_the_wire() {
+    let finding = sample();
+    let back = model::Finding::try_from(v1::Finding::from(finding.clone())).unwrap();
+    assert_eq!(back, finding);
+}
+
+#[test]
+fn unspecified_severity_is_refused() {
+    let mut wire = v1::Finding::from(sample());
+    wire.severity = 0;
+    let err = model::Finding::try_from(wire).unwrap_err();
+    assert!(err.to_string().contains("severity"), "{err}");
+}
+
+#[test]
+fn missing_time_and_rule_are_refused() {
+    let mut wire = v1::Finding::from(sample());
+    wire.time = None;
+    assert!(matches!(
+        model::Finding::try_from(wire),
+        Err(ConvertError::Missing("time"))
+    ));
+    let mut wire = v1::Finding::from(sample());
+    wire.rule_id.clear();
+    assert!(matches!(
+        model::Finding::try_from(wire),
+        Err(ConvertError::Missing("rule_id"))
+    ));
+}
+
+#[test]
+fn bad_address_and_port_are_refused() {
+    let mut wire = v1::Finding::from(sample());
+    wire.destination.as_mut().unwrap().address = "169.254.169.999".into();
+    assert!(matches!(
+        model::Finding::try_from(wire),
+        Err(ConvertError::BadAddress(_))
+    ));
+    let mut wire = v1::Finding::from(sample());
+    wire.destination.as_mut().unwrap().port = 70_000;
+    assert!(matches!(
+        model::Finding::try_from(wire),
+        Err(ConvertError::OutOfRange { .. })
+    ));
+}
+
+#[test]
+fn json_uses_camel_case_and_lowercase_enums() {
+    let json = serde_json::to_value(sample()).unwrap();
+    assert_eq!(json["ruleId"], "imds-access");
+    assert_eq!(json["severity"], "high");
+    assert_eq!(json["verdict"], "blocked");
+    assert_eq!(json["destination"]["address"], "169.254.169.254");
+    assert_eq!(json["destination"]["protocol"], "tcp");
+    assert_eq!(json["time"], "2026-09-21T14:13:20.123456789Z");
+}
+
+proptest! {
+    #[test]
+    fn destinations_round_trip(v6 in any::<[u8; 16]>(), port in any::<u16>(), proto in any::<u8>(), is_v4 in any::<bool>()) {
+        let address = if is_v4 {
+            IpAddr::V4(Ipv4Addr::new(v6[0], v6[1], v6[2], v6[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(v6))
+        };
+        let dst = model::Destination { address, port, protocol: model::Protocol::from_ip_protocol(proto) };
+        let back = model::Destination::try_from(v1::NetworkDestination::from(dst.clone())).unwrap();
+        prop_assert_eq!(back, dst);
+    }
+
+    #[test]
+    fn arbitrary_wire_findings_never_panic(seq in any::<u64>(), sev in any::<i32>(), verdict in any::<i32>(), secs in any::<i64>(), nanos in any::<i32>(), rule in ".{0,8}") {
+        let wire = v1::Finding {
+            seq,
+            time: Some(prost_types::Timestamp { seconds: secs, nanos }),
+            rule_id: rule,
+            severity: sev,
+            verdict,
+            ..Default::default()
+        };
+        let _ = model::Finding::try_from(wire);
+    }
+}

@@ -1,0 +1,143 @@
+//! Domain types: what a finding means, independent of how it travels. These serialize to
+//! the JSON that `nodeward-collector tail --format json` prints (camelCase, like
+//! Kubernetes), so their field names are a contract too.
+
+use std::{collections::BTreeMap, fmt, net::IpAddr};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// How urgently a finding needs a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// What nodeward did about the behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Blocked,
+    Audited,
+    Allowed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    /// Another IP protocol, by IANA number.
+    Other(u8),
+}
+
+impl Protocol {
+    /// Maps an `IPPROTO_*` number.
+    #[must_use]
+    pub fn from_ip_protocol(number: u8) -> Self {
+        match number {
+            6 => Self::Tcp,
+            17 => Self::Udp,
+            n => Self::Other(n),
+        }
+    }
+
+    /// The IANA protocol number.
+    #[must_use]
+    pub fn ip_protocol(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+            Self::Other(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp => f.write_str("tcp"),
+            Self::Udp => f.write_str("udp"),
+            Self::Other(n) => write!(f, "ip-proto-{n}"),
+        }
+    }
+}
+
+/// The pod a finding is attributed to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pod {
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_account: String,
+    #[serde(default)]
+    pub host_network: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// One thing an agent saw on its node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// Per-node sequence number; 0 until the agent's outbox assigns one.
+    pub seq: u64,
+    pub time: Timestamp,
+    pub rule_id: String,
+    pub severity: Severity,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Pod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// A finding as the collector stored it: what a SOC consumer receives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingRecord {
+    /// Unique and increasing in storage order (not contiguous); the resume cursor.
+    pub id: u64,
+    pub node_name: String,
+    pub boot_id: String,
+    pub received_time: Timestamp,
+    pub finding: Finding,
+}

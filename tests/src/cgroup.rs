@@ -1,0 +1,189 @@
+//! The cgroup2 hierarchy: finding its mount, and test cgroup trees that kill their
+//! processes and remove themselves when dropped.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::wait::poll_until;
+
+/// How long cleanup waits for killed processes to leave their cgroups.
+const EMPTY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The cgroup2 mount point, read from `/proc/self/mountinfo`.
+///
+/// It is `/sys/fs/cgroup` on a unified-hierarchy host but `/sys/fs/cgroup/unified` on a
+/// hybrid one, so it is never hard-coded. Panics if there is no cgroup2 mount.
+#[must_use]
+pub fn cgroup2_mount() -> &'static Path {
+    static MOUNT: OnceLock<PathBuf> = OnceLock::new();
+    MOUNT.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_else(|e| panic!("read /proc/self/mountinfo: {e}"));
+        find_cgroup2(&info).expect("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")
+    })
+}
+
+/// Finds the first `cgroup2` mount point in mountinfo text.
+fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        // "<id> <parent> <maj:min> <root> <mount point> <options> [optional...] - <fstype> ..."
+        let (fields, rest) = line.split_once(" - ")?;
+        let fstype = rest.split_whitespace().next()?;
+        let mount_point = fields.split_whitespace().nth(4)?;
+        (fstype == "cgroup2").then(|| PathBuf::from(unescape_mountinfo(mount_point)))
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(u8::is_ascii_digit));
+        if let Some(b) =
+            octal.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok())
+        {
+            out.push(b);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroup a process is in on the cgroup2 hierarchy, relative to the cgroup2 mount
+/// (the `0::/...` line of `/proc/<pid>/cgroup`, without its leading `/`).
+///
+/// Panics if the process is gone or has no cgroup2 line.
+#[must_use]
+pub fn process_cgroup(pid: u32) -> PathBuf {
+    let path = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let line = text.lines().find_map(|line| line.strip_prefix("0::"));
+    let line = line.unwrap_or_else(|| panic!("{path} has no cgroup2 (0::) line:\n{text}"));
+    PathBuf::from(line.trim_start_matches('/'))
+}
+
+/// A cgroup directory tree made by the harness; dropping it kills every process in it and
+/// removes it.
+#[derive(Debug)]
+pub struct CgroupTree {
+    dir: PathBuf,
+}
+
+impl CgroupTree {
+    /// Creates `dir` (an absolute path below the cgroup2 mount); panics if it exists, so a
+    /// tree that is not ours is never adopted and later removed.
+    #[must_use]
+    pub fn create(dir: PathBuf) -> Self {
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir cgroup {}: {e}", dir.display()));
+        Self { dir }
+    }
+
+    /// The tree's top directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        if let Err(e) = remove_tree(&self.dir) {
+            eprintln!("testkit: cleaning up cgroup {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Creates the cgroup directories of `dir` that do not exist yet.
+pub(crate) fn create_all(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir cgroup {}: {e}", dir.display()));
+}
+
+/// Kills every process below `dir`, waits until the cgroups are empty, and removes them
+/// bottom-up. Only for cgroups the harness created: nothing else should have processes there.
+pub(crate) fn remove_tree(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    kill_all(dir)?;
+    let populated = || {
+        std::fs::read_to_string(dir.join("cgroup.events"))
+            .is_ok_and(|events| events.lines().any(|l| l == "populated 1"))
+    };
+    if !poll_until(EMPTY_DEADLINE, || !populated()) {
+        return Err(io::Error::other(format!(
+            "still populated after {EMPTY_DEADLINE:?}"
+        )));
+    }
+    remove_dirs(dir)
+}
+
+/// SIGKILLs every process below `dir`: `cgroup.kill` where the kernel has it (5.14+),
+/// otherwise each PID listed in the `cgroup.procs` files.
+fn kill_all(dir: &Path) -> io::Result<()> {
+    let kill_file = dir.join("cgroup.kill");
+    if kill_file.exists() {
+        return std::fs::write(kill_file, "1");
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            kill_all(&entry.path())?;
+        }
+    }
+    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))?.lines() {
+        if let Ok(pid) = pid.trim().parse() {
+            // The process may have exited since the read; that is fine.
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+    Ok(())
+}
+
+/// Removes `dir` and the cgroups below it, deepest first (cgroupfs refuses recursive removal).
+fn remove_dirs(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_dirs(&entry.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_on_a_hybrid_host() {
+        let info = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+                    40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            find_cgroup2(info),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+    }
+
+    #[test]
+    fn finds_cgroup2_with_optional_fields_and_escapes() {
+        let info = "30 24 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(find_cgroup2(info), Some(PathBuf::from("/sys/fs/cgroup")));
+        let info = "30 24 0:26 / /mnt/my\\040cg rw - cgroup2 none rw\n";
+        assert_eq!(find_cgroup2(info), Some(PathBuf::from("/mnt/my cg")));
+        assert_eq!(
+            find_cgroup2("30 24 0:26 / /x rw - ext4 /dev/sda rw\n"),
+            None
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! Test harness for nodeward: a simulated Kubernetes worker node made of network namespaces
+//! and cgroups the test creates itself, and `nodeward-probe`, the tool tests run in its pods.
+//!
+//! ```no_run
+//! use nodeward_testkit::{PodSpec, SimNode, require_root};
+//!
+//! if !require_root("pods_reach_imds") {
+//!     return;
+//! }
+//! let node = SimNode::builder().pod(PodSpec::new("web")).build();
+//! let web = node.pod("web");
+//! let got = web.probe(&["http-get", "http://169.254.169.254/latest/meta-data/"]);
+//! assert_eq!(got.status, Some(200));
+//! let host = node.add_pod(PodSpec::new("cni").host_network(true));
+//! let _sleeper = host.spawn("sleep", &["infinity"]);
+//! // An agent under test gets `cgroupRoot: node.cgroup_root()` and
+//! // `podCgroupPath: node.pod_cgroup_path()`; after an attack, `node.imds().request_count()`.
+//! ```
+//!
+//! Everything lives in namespaces and cgroups named after the test process (`nw<pid>-<n>`),
+//! so tests run in parallel; dropping a [`SimNode`] removes all of it, panicking test or not.
+//! No traffic ever leaves those namespaces: the machine's real metadata service, reachable
+//! from the root namespace on a cloud VM, is never contacted.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs, clippy::pedantic)]
+#![expect(
+    clippy::missing_panics_doc,
+    reason = "a test harness panics by design, with a message naming what failed"
+)]
+
+mod builder;
+pub mod cgroup;
+mod imds;
+mod metadata;
+pub mod netns;
+mod network;
+mod node;
+mod pod;
+mod pods;
+mod probe;
+mod process;
+mod root;
+pub mod stack;
+mod stale;
+mod wait;
+
+pub use builder::SimNodeBuilder;
+pub use cgroup::{cgroup2_mount, process_cgroup};
+pub use imds::{
+    IMDS_V4, IMDS_V6, ImdsRequest, ImdsServer, METADATA_BODY, POD_IDENTITY_V4, POD_IDENTITY_V6,
+    ServerLiveness, TOKEN,
+};
+pub use netns::NetNs;
+pub use node::SimNode;
+pub use pod::{PodSpec, Qos, SimPod};
+pub use probe::{BIN_DIR_ENV, ProbeResult, probe_path, run_probe, workspace_bin};
+pub use process::{ProcessGuard, process_netns_inode};
+pub use root::require_root;
+pub use stale::sweep_stale;
+pub use wait::{poll_until, wait_until};

@@ -1,0 +1,230 @@
+//! The simulated node itself: routing to the fake IMDS from the node and from pods, process
+//! placement in cgroups and namespaces, and cleanup on every path.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+use nodeward_testkit::{
+    IMDS_V4, METADATA_BODY, NetNs, PodSpec, ServerLiveness, SimNode, process_cgroup,
+    process_netns_inode, require_root, wait_until,
+};
+
+const META_V4: &str = "http://169.254.169.254/latest/meta-data/";
+const META_V6: &str = "http://[fd00:ec2::254]/latest/meta-data/";
+
+/// What must be gone once a node is dropped.
+struct Leftovers {
+    netns_prefix: String,
+    test_cgroup: PathBuf,
+    scratch: PathBuf,
+    imds: ServerLiveness,
+}
+
+impl Leftovers {
+    fn of(node: &SimNode) -> Self {
+        Self {
+            netns_prefix: node.netns_prefix(),
+            test_cgroup: node.test_cgroup().to_owned(),
+            scratch: node.scratch_dir().to_owned(),
+            imds: node.imds().liveness(),
+        }
+    }
+
+    fn assert_none(&self) {
+        let left: Vec<_> = NetNs::list()
+            .into_iter()
+            .filter(|n| n.starts_with(&self.netns_prefix))
+            .collect();
+        assert!(left.is_empty(), "network namespaces left behind: {left:?}");
+        assert!(
+            !self.test_cgroup.exists(),
+            "cgroup left behind: {}",
+            self.test_cgroup.display()
+        );
+        assert!(
+            !self.scratch.exists(),
+            "scratch directory left behind: {}",
+            self.scratch.display()
+        );
+        assert!(!self.imds.is_running(), "IMDS server thread still running");
+    }
+}
+
+#[track_caller]
+fn assert_metadata(result: &nodeward_testkit::ProbeResult, what: &str) {
+    assert!(result.ok, "{what}: {result:?}");
+    assert_eq!(result.status, Some(200), "{what}: {result:?}");
+    assert_eq!(
+        result.body.as_deref(),
+        Some(METADATA_BODY),
+        "{what}: {result:?}"
+    );
+}
+
+/// Asserts that a dropped node's cgroup.kill reached a process the test never reaped.
+fn assert_killed(mut child: Child, what: &str) {
+    let status = child.wait().expect("wait for child");
+    assert!(
+        !status.success(),
+        "{what} should have been killed, exited with {status}"
+    );
+}
+
+#[test]
+fn node_and_pods_reach_imds_and_everything_is_removed() {
+    if !require_root("node_and_pods_reach_imds_and_everything_is_removed") {
+        return;
+    }
+    let node = SimNode::builder()
+        .pod(PodSpec::new("web"))
+        .pod(
+            PodSpec::new("cni")
+                .namespace("kube-system")
+                .host_network(true),
+        )
+        .build();
+    let (web, cni) = (node.pod("web"), node.pod("cni"));
+    let leftovers = Leftovers::of(&node);
+
+    assert_metadata(&node.host_probe(&["http-get", META_V4]), "node, IPv4");
+    assert_metadata(&node.host_probe(&["http-get", META_V6]), "node, IPv6");
+    assert_metadata(&web.probe(&["http-get", META_V4]), "pod, IPv4");
+    assert_metadata(&web.probe(&["http-get", META_V6]), "pod, IPv6");
+    assert_metadata(&cni.probe(&["http-get", META_V4]), "hostNetwork pod, IPv4");
+    assert_metadata(&cni.probe(&["http-get", META_V6]), "hostNetwork pod, IPv6");
+    assert_metadata(
+        &web.probe(&["http-get", "http://169.254.170.23/v1/credentials"]),
+        "pod identity, IPv4",
+    );
+    assert_metadata(
+        &web.probe(&["http-get", "http://[fd00:ec2::23]/v1/credentials"]),
+        "pod identity, IPv6",
+    );
+    assert!(
+        web.probe(&["connect", "--addr", "fd00:ec2::254", "--port", "80"])
+            .ok
+    );
+    let refused = web.probe(&["connect", "--addr", "169.254.169.254", "--port", "81"]);
+    assert_eq!(refused.errno, Some(libc::ECONNREFUSED), "{refused:?}");
+
+    // Pods are routed through the node, not NATed: the server sees the pod's own address.
+    let imds_from_web: Vec<_> = node
+        .imds()
+        .requests()
+        .into_iter()
+        .filter(|r| r.local.ip() == IMDS_V4 && web.ipv4().is_some_and(|ip| r.peer.ip() == ip))
+        .collect();
+    assert_eq!(imds_from_web.len(), 1, "{imds_from_web:?}");
+    assert_eq!(imds_from_web[0].path, "/latest/meta-data/");
+    assert_eq!(node.imds().request_count(), 8);
+    // The bare connect carried no request; the server may accept it a moment after the
+    // probe has already exited.
+    wait_until(
+        Duration::from_secs(5),
+        "the bare connect to be accepted",
+        || (node.imds().connection_count() == 9).then_some(()),
+    );
+
+    let web_sleep = web.spawn("sleep", &["infinity"]);
+    assert_eq!(process_cgroup(web_sleep.pid()), web.cgroup_path());
+    assert!(web.cgroup_path().starts_with(node.pod_cgroup_path()));
+    assert!(
+        web.cgroup_path()
+            .ends_with(format!("cri-containerd-{}.scope", web.container_id()))
+    );
+    assert_eq!(
+        process_netns_inode(web_sleep.pid()),
+        std::fs::metadata(web.netns_path())
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap()
+    );
+    assert_ne!(
+        process_netns_inode(web_sleep.pid()),
+        node.node_netns().inode()
+    );
+
+    // Left running on purpose: dropping the node must kill them.
+    let cni_sleep = cni.command("sleep").arg("infinity").spawn().unwrap();
+    let kubelet = node.host_command("sleep").arg("infinity").spawn().unwrap();
+    assert_eq!(process_cgroup(cni_sleep.id()), cni.cgroup_path());
+    assert_eq!(
+        process_netns_inode(cni_sleep.id()),
+        node.node_netns().inode()
+    );
+    let host_cgroup = node.host_cgroup_dir();
+    assert_eq!(
+        Path::new("/").join(process_cgroup(kubelet.id())),
+        Path::new("/").join(host_cgroup.strip_prefix(node.cgroup_root()).unwrap())
+    );
+    assert_eq!(process_netns_inode(kubelet.id()), node.node_netns().inode());
+
+    drop(web_sleep);
+    drop(node);
+    leftovers.assert_none();
+    assert_killed(cni_sleep, "hostNetwork pod process");
+    assert_killed(kubelet, "node process");
+}
+
+#[test]
+fn pods_come_and_go_while_the_node_runs() {
+    if !require_root("pods_come_and_go_while_the_node_runs") {
+        return;
+    }
+    let node = SimNode::builder().build();
+    let leftovers = Leftovers::of(&node);
+    let uid = "0b5c7e2a-3f4d-4e6a-9b1c-2d3e4f5a6b7c";
+    let api = node.add_pod(PodSpec::new("api").uid(uid).label("app", "api"));
+    let batch = node.add_pod(PodSpec::new("batch"));
+    assert_ne!(api.ipv4(), batch.ipv4());
+    assert!(
+        api.pod_cgroup_path()
+            .ends_with("kubepods-besteffort-pod0b5c7e2a_3f4d_4e6a_9b1c_2d3e4f5a6b7c.slice")
+    );
+    assert_eq!(api.container_id().len(), 64);
+    assert_metadata(&api.probe(&["http-get", META_V4]), "new pod");
+
+    let pods_file = node.pods_file();
+    assert!(
+        pods_file.contains(uid) && pods_file.contains("\"hostNetwork\": false"),
+        "{pods_file}"
+    );
+
+    let sleeper = api.command("sleep").arg("infinity").spawn().unwrap();
+    node.remove_pod(&api);
+    assert_killed(sleeper, "process of a removed pod");
+    assert!(!NetNs::list().contains(&api.netns_name().to_owned()));
+    assert!(!node.cgroup_root().join(api.pod_cgroup_path()).exists());
+    assert_eq!(node.pods().len(), 1);
+    assert_metadata(&batch.probe(&["http-get", META_V6]), "remaining pod");
+
+    drop(node);
+    leftovers.assert_none();
+}
+
+#[test]
+fn a_panicking_test_still_cleans_up() {
+    if !require_root("a_panicking_test_still_cleans_up") {
+        return;
+    }
+    let mut seen = None;
+    let mut orphan = None;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let node = SimNode::builder().pod(PodSpec::new("doomed")).build();
+        seen = Some(Leftovers::of(&node));
+        orphan = Some(
+            node.pod("doomed")
+                .command("sleep")
+                .arg("infinity")
+                .spawn()
+                .unwrap(),
+        );
+        panic!("the test fails with a node alive");
+    }));
+    assert!(outcome.is_err());
+    seen.expect("the node was built").assert_none();
+    assert_killed(
+        orphan.expect("the process started"),
+        "process of a panicking test",
+    );
+}

@@ -1,0 +1,36 @@
+//! `cargo xtask <chore>`: nodeward's chores. Builds themselves are plain cargo (the eBPF
+//! object is built by agent/build.rs); this only prepares machines, runs the demo and runs
+//! every check the way CI does.
+
+mod cmd;
+mod demo;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "nodeward chores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building the eBPF programs needs (nightly rust-src, bpf-linker);
+    /// a quick no-op when everything is present.
+    Setup,
+    /// Setup, then formatting, clippy, build and every test, as CI runs them.
+    Test,
+    /// Setup and build, then show nodeward blocking IMDS on a simulated node (needs root).
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Test => test::run(),
+        Command::Demo => demo::run(),
+    }
+}
