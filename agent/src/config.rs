@@ -1,28 +1,11 @@
 //! Agent configuration: YAML with camelCase keys, Kubernetes style. Unknown keys are
 //! errors, and every error names the file (and, for YAML errors, the line and key).
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
 use ipnet::IpNet;
+use nodeward_runtime::config::Validate;
 use serde::Deserialize;
-
-/// Why a configuration file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
 
 /// The agent's configuration as written in its file.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,28 +92,43 @@ fn default_spool_dir() -> PathBuf {
 }
 
 impl Config {
-    /// Reads and validates a config file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(path, &text)
+    /// One line on what this configuration sets, for people.
+    pub fn summary(&self) -> String {
+        let node = self
+            .node_name
+            .as_deref()
+            .map_or_else(|| "from $NODE_NAME".to_owned(), |n| format!("{n:?}"));
+        let cidrs: Vec<String> = self
+            .imds
+            .blocked_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let pods = self
+            .pod_cgroup_path
+            .as_ref()
+            .map_or_else(|| "auto-detected".to_owned(), |p| p.display().to_string());
+        format!(
+            "node {node}; pod cgroup {pods}; IMDS {:?} for {}; collector {} (TLS {:?}), spool {}",
+            self.imds.mode,
+            cidrs.join(", "),
+            self.collector.endpoint,
+            self.collector.tls,
+            self.collector.spool_dir.display()
+        )
+        .to_lowercase()
     }
 
-    /// Parses config text; `path` is only used in error messages.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let config: Self = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
-        Ok(config)
+    /// The node name from the file, else from `NODE_NAME`.
+    pub fn resolved_node_name(&self) -> Option<String> {
+        self.node_name
+            .clone()
+            .or_else(|| std::env::var("NODE_NAME").ok())
+            .filter(|n| !n.is_empty())
     }
+}
 
+impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
         let limit = nodeward_common::imds::MAX_BLOCKED_PREFIXES as usize;
         for family in [true, false] {
@@ -165,41 +163,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-
-    /// One line on what this configuration sets, for people.
-    pub fn summary(&self) -> String {
-        let node = self
-            .node_name
-            .as_deref()
-            .map_or_else(|| "from $NODE_NAME".to_owned(), |n| format!("{n:?}"));
-        let cidrs: Vec<String> = self
-            .imds
-            .blocked_cidrs
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let pods = self
-            .pod_cgroup_path
-            .as_ref()
-            .map_or_else(|| "auto-detected".to_owned(), |p| p.display().to_string());
-        format!(
-            "node {node}; pod cgroup {pods}; IMDS {:?} for {}; collector {} (TLS {:?}), spool {}",
-            self.imds.mode,
-            cidrs.join(", "),
-            self.collector.endpoint,
-            self.collector.tls,
-            self.collector.spool_dir.display()
-        )
-        .to_lowercase()
-    }
-
-    /// The node name from the file, else from `NODE_NAME`.
-    pub fn resolved_node_name(&self) -> Option<String> {
-        self.node_name
-            .clone()
-            .or_else(|| std::env::var("NODE_NAME").ok())
-            .filter(|n| !n.is_empty())
     }
 }
 

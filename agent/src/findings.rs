@@ -82,20 +82,15 @@ impl FindingBuilder {
 }
 
 fn lost(source: &str, count: u64) -> Finding {
-    Finding {
-        seq: 0,
-        time: Timestamp::now(),
-        rule_id: RULE_EVENTS_LOST.into(),
-        severity: Severity::Medium,
-        summary: format!(
-            "{count} {source} events were lost before reaching the agent (kernel ring buffer full); nodeward was partly blind"
-        ),
-        pod: None,
-        container: None,
-        process: None,
-        destination: None,
-        verdict: None,
-    }
+    let summary = format!(
+        "{count} {source} events were lost before reaching the agent (kernel ring buffer full); nodeward was partly blind"
+    );
+    Finding::new(
+        RULE_EVENTS_LOST,
+        Severity::Medium,
+        summary,
+        Timestamp::now(),
+    )
 }
 
 /// `task_struct::comm` up to its first NUL, lossily decoded.

@@ -23,7 +23,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
-use nodeward_runtime::{EXIT_BAD_CONFIG, LogFormat};
+use nodeward_runtime::{EXIT_BAD_CONFIG, LogArgs, config::load};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -46,15 +46,8 @@ const EVENT_QUEUE: usize = 4096;
 #[derive(Parser)]
 #[command(name = "nodeward-agent", version, about = "nodeward node agent")]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t,
-        env = "NODEWARD_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,7 +71,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { config: path } => match Config::load(&path) {
+        Command::Validate { config: path } => match load::<Config>(&path) {
             Ok(config) => {
                 println!("{}: valid; {}", path.display(), config.summary());
                 ExitCode::SUCCESS
@@ -89,14 +82,14 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let config = match Config::load(&config) {
+            let config = match load::<Config>(&config) {
                 Ok(config) => config,
                 Err(err) => {
                     eprintln!("nodeward-agent: {err}");
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            nodeward_runtime::init_logging(cli.log_format);
+            nodeward_runtime::init_logging(cli.log.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             match runtime.block_on(run(config)) {
                 Ok(()) => ExitCode::SUCCESS,

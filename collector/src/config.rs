@@ -1,24 +1,10 @@
 //! Collector configuration: YAML, camelCase keys, unknown keys refused, errors name the
 //! file.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-};
+use std::{net::SocketAddr, path::PathBuf};
 
+use nodeward_runtime::config::Validate;
 use serde::Deserialize;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -55,24 +41,6 @@ pub enum Storage {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(path, &text)
-    }
-
-    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        };
-        let config: Self = serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        config.storage().map_err(invalid)?;
-        Ok(config)
-    }
-
     /// The parsed `storage` URL.
     pub fn storage(&self) -> Result<Storage, String> {
         match self.storage.strip_prefix("sqlite://") {
@@ -88,12 +56,22 @@ impl Config {
     }
 }
 
+impl Validate for Config {
+    fn validate(&self) -> Result<(), String> {
+        self.storage().map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use nodeward_runtime::config::{self, ConfigError};
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(Path::new("collector.yaml"), text)
+        config::parse(Path::new("collector.yaml"), text)
     }
 
     #[test]

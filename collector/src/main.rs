@@ -15,7 +15,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use nodeward_runtime::{EXIT_BAD_CONFIG, LogFormat};
+use nodeward_runtime::{EXIT_BAD_CONFIG, LogArgs, config::load};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -29,15 +29,8 @@ use crate::{
 #[derive(Parser)]
 #[command(name = "nodeward-collector", version, about = "nodeward collector")]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value_t,
-        env = "NODEWARD_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,7 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = match cli.command {
         Command::Validate { config: path } => {
-            return match Config::load(&path) {
+            return match load::<Config>(&path) {
                 Ok(config) => {
                     println!(
                         "{}: valid; listen {}, storage {}, TLS {:?}",
@@ -94,7 +87,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Serve { config } => match Config::load(&config) {
+        Command::Serve { config } => match load::<Config>(&config) {
             Ok(config) => Ok(config),
             Err(err) => {
                 eprintln!("nodeward-collector: {err}");
@@ -107,7 +100,7 @@ fn main() -> ExitCode {
             format,
         } => Err((endpoint, since, format)),
     };
-    nodeward_runtime::init_logging(cli.log_format);
+    nodeward_runtime::init_logging(cli.log.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match command {

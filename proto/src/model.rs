@@ -130,6 +130,29 @@ pub struct Finding {
     pub verdict: Option<Verdict>,
 }
 
+impl Finding {
+    /// A finding with only its required fields; the optional ones start empty.
+    pub fn new(
+        rule_id: impl Into<String>,
+        severity: Severity,
+        summary: impl Into<String>,
+        time: Timestamp,
+    ) -> Self {
+        Self {
+            seq: 0,
+            time,
+            rule_id: rule_id.into(),
+            severity,
+            summary: summary.into(),
+            pod: None,
+            container: None,
+            process: None,
+            destination: None,
+            verdict: None,
+        }
+    }
+}
+
 /// A finding as the collector stored it: what a SOC consumer receives.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

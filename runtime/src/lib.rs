@@ -1,11 +1,27 @@
 //! Process plumbing shared by nodeward's binaries.
 #![forbid(unsafe_code)]
 
+pub mod config;
+
 use clap::ValueEnum;
 use tracing_subscriber::{EnvFilter, fmt};
 
 /// Exit code for unusable input such as a bad config file (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: u8 = 64;
+
+/// The log flag every binary takes (`#[command(flatten)]`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "NODEWARD_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
 
 /// How logs are written to stderr.
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]

@@ -4,18 +4,7 @@ use nodeward_proto::model::Severity;
 use super::*;
 
 fn finding(summary: &str) -> Finding {
-    Finding {
-        seq: 0,
-        time: Timestamp::now(),
-        rule_id: "imds-access".into(),
-        severity: Severity::High,
-        summary: summary.into(),
-        pod: None,
-        container: None,
-        process: None,
-        destination: None,
-        verdict: None,
-    }
+    Finding::new("imds-access", Severity::High, summary, Timestamp::now())
 }
 
 #[test]

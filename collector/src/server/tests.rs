@@ -59,17 +59,10 @@ impl Running {
 }
 
 fn finding(seq: u64) -> nodeward_proto::v1::Finding {
+    let summary = format!("attempt {seq}");
     model::Finding {
         seq,
-        time: Timestamp::now(),
-        rule_id: "imds-access".into(),
-        severity: Severity::High,
-        summary: format!("attempt {seq}"),
-        pod: None,
-        container: None,
-        process: None,
-        destination: None,
-        verdict: None,
+        ..model::Finding::new("imds-access", Severity::High, summary, Timestamp::now())
     }
     .into()
 }

@@ -12,17 +12,10 @@ fn origin(node: &str, stream: &str) -> Origin {
 }
 
 fn finding(seq: u64) -> Finding {
+    let summary = format!("attempt {seq}");
     Finding {
         seq,
-        time: Timestamp::now(),
-        rule_id: "imds-access".into(),
-        severity: Severity::High,
-        summary: format!("attempt {seq}"),
-        pod: None,
-        container: None,
-        process: None,
-        destination: None,
-        verdict: None,
+        ..Finding::new("imds-access", Severity::High, summary, Timestamp::now())
     }
 }
 
