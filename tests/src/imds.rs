@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, poll};
 
+use crate::capture::{Capture, ImdsPacket, Received};
 use crate::netns::{NetNs, enter_netns};
 
 /// The IPv4 instance metadata address.
@@ -51,6 +52,8 @@ struct Shared {
     running: AtomicBool,
     connections: AtomicU64,
     requests: Mutex<Vec<ImdsRequest>>,
+    udp: Mutex<Vec<ImdsPacket>>,
+    icmp: Mutex<Vec<ImdsPacket>>,
 }
 
 /// Reports whether a server thread still runs; it stays valid after the server is dropped.
@@ -97,10 +100,10 @@ impl ImdsServer {
                             .map_err(|e| format!("bind {ip}:80 in {name}: {e}"))
                     })
                     .collect();
-                match listeners {
-                    Ok(listeners) => {
+                match listeners.and_then(|l| Capture::bind(&addrs).map(|c| (l, c))) {
+                    Ok((listeners, capture)) => {
                         let _ = ready_tx.send(Ok(()));
-                        serve(&listeners, &thread_shared);
+                        serve(&listeners, &capture, &thread_shared);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -139,6 +142,46 @@ impl ImdsServer {
             .len()
     }
 
+    /// Every UDP datagram that arrived on port 80 of a served address.
+    #[must_use]
+    pub fn udp_datagrams(&self) -> Vec<ImdsPacket> {
+        self.shared
+            .udp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many UDP datagrams arrived; recorded as they are read, before anything else.
+    #[must_use]
+    pub fn udp_datagram_count(&self) -> usize {
+        self.shared
+            .udp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Every ICMP (or ICMPv6) echo request that arrived for a served address.
+    #[must_use]
+    pub fn icmp_packets(&self) -> Vec<ImdsPacket> {
+        self.shared
+            .icmp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many echo requests arrived.
+    #[must_use]
+    pub fn icmp_packet_count(&self) -> usize {
+        self.shared
+            .icmp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// How many TCP connections were accepted, with or without a request on them.
     #[must_use]
     pub fn connection_count(&self) -> u64 {
@@ -171,12 +214,15 @@ impl Drop for ClearOnDrop<'_> {
     }
 }
 
-/// Accepts and answers connections one at a time until the stop flag is set.
-fn serve(listeners: &[TcpListener], shared: &Shared) {
+/// Accepts and answers connections one at a time, and records datagrams and echo
+/// requests, until the stop flag is set.
+fn serve(listeners: &[TcpListener], capture: &Capture, shared: &Shared) {
+    let others = capture.fds();
     while !shared.stop.load(Ordering::SeqCst) {
         let mut fds: Vec<_> = listeners
             .iter()
             .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+            .chain(others.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)))
             .collect();
         if poll(&mut fds, POLL_MS).is_err() {
             continue; // EINTR
@@ -185,6 +231,26 @@ fn serve(listeners: &[TcpListener], shared: &Shared) {
             .iter()
             .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
             .collect();
+        for (index, _) in ready
+            .iter()
+            .enumerate()
+            .skip(listeners.len())
+            .filter(|(_, ready)| **ready)
+        {
+            match capture.receive(index - listeners.len()) {
+                Received::Udp(packet) => shared
+                    .udp
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(packet),
+                Received::Icmp(packet) => shared
+                    .icmp
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(packet),
+                Received::Nothing => {}
+            }
+        }
         for (listener, _) in listeners.iter().zip(ready).filter(|(_, ready)| *ready) {
             if let Ok((stream, peer)) = listener.accept() {
                 shared.connections.fetch_add(1, Ordering::SeqCst);

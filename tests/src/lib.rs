@@ -29,7 +29,10 @@
     reason = "a test harness panics by design, with a message naming what failed"
 )]
 
+pub mod bpf;
+mod bpffs;
 mod builder;
+mod capture;
 pub mod cgroup;
 mod imds;
 mod metadata;
@@ -46,6 +49,7 @@ mod stale;
 mod wait;
 
 pub use builder::SimNodeBuilder;
+pub use capture::ImdsPacket;
 pub use cgroup::{cgroup2_mount, process_cgroup};
 pub use imds::{
     IMDS_V4, IMDS_V6, ImdsRequest, ImdsServer, METADATA_BODY, POD_IDENTITY_V4, POD_IDENTITY_V6,

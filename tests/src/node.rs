@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use tempfile::TempDir;
 
+use crate::bpffs::BpfFs;
 use crate::builder::SimNodeBuilder;
 use crate::cgroup::{CgroupTree, cgroup2_mount, create_all};
 use crate::imds::ImdsServer;
@@ -26,9 +27,10 @@ const HOST_CGROUP: &str = "system.slice/kubelet.service";
 /// a failed test unwinds.
 #[derive(Debug)]
 pub struct SimNode {
-    // Fields drop in declaration order, which is the cleanup order: kill the processes and
-    // remove the cgroups, then the pod namespaces, then stop the IMDS server (its sockets
+    // Fields drop in declaration order, which is the cleanup order: unmount the bpffs (so
+    // pinned programs detach), kill the processes and remove the cgroups, then the pod namespaces, then stop the IMDS server (its sockets
     // pin the imds namespace), then the node's namespaces.
+    pub(crate) bpffs: BpfFs,
     pub(crate) cgroups: CgroupTree,
     pub(crate) pods: Mutex<Pods>,
     pub(crate) imds: ImdsServer,
@@ -63,7 +65,9 @@ impl SimNode {
         let cgroups = CgroupTree::create(cgroup2_mount().join(format!("{TEST_DIR_PREFIX}{id}")));
         create_all(&cgroups.dir().join(HOST_CGROUP));
         create_all(&cgroups.dir().join(PODS_CGROUP));
+        let bpffs = BpfFs::mount(scratch.path().join("bpffs"));
         Self {
+            bpffs,
             cgroups,
             pods: Mutex::default(),
             imds,
@@ -130,6 +134,12 @@ impl SimNode {
     #[must_use]
     pub fn host_cgroup_dir(&self) -> PathBuf {
         self.test_cgroup().join(HOST_CGROUP)
+    }
+
+    /// A private bpf filesystem for the agent's pins, unmounted first when the node goes.
+    #[must_use]
+    pub fn bpffs(&self) -> &Path {
+        self.bpffs.dir()
     }
 
     /// A temporary directory removed with the node, for configs, pod files, spools.

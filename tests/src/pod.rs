@@ -216,6 +216,23 @@ impl SimPod {
 }
 
 /// The pod cgroup, relative to `kubepods.slice`, that kubelet's systemd driver gives `uid`.
+impl SimPod {
+    /// Starts another container in this pod, as kubelet does for a sidecar or a restart:
+    /// a new container cgroup below the pod's, in the same network. The result is a handle
+    /// on that container (same pod, different container id and cgroup).
+    #[must_use]
+    pub fn add_container(&self) -> SimPod {
+        let container_id = random_container_id();
+        let container_cgroup = self.pod_cgroup.join(container_scope(&container_id));
+        crate::cgroup::create_all(&cgroup2_mount().join(&container_cgroup));
+        SimPod {
+            container_id,
+            container_cgroup,
+            ..self.clone()
+        }
+    }
+}
+
 pub(crate) fn pod_slice(qos: Qos, uid: &str) -> PathBuf {
     // systemd unit names cannot contain '-' inside a component, so kubelet writes '_'.
     let uid = uid.replace('-', "_");

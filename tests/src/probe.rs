@@ -14,7 +14,7 @@ pub const BIN_DIR_ENV: &str = "NODEWARD_BIN_DIR";
 /// `ok` says whether the network operation completed (for `http-get`, any HTTP status counts;
 /// see `status`). On failure `errno` holds the OS error number when there is one, e.g. 1
 /// (`EPERM`) when an eBPF cgroup program denied the connect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeResult {
     /// Whether the operation succeeded.
     pub ok: bool,
@@ -30,6 +30,15 @@ pub struct ProbeResult {
     /// A readable description of a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Operations performed (`storm` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<u64>,
+    /// Wall time of the operations, in seconds (`storm` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// Operations per second (`storm` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
 }
 
 impl ProbeResult {
@@ -38,10 +47,7 @@ impl ProbeResult {
     pub fn success() -> Self {
         Self {
             ok: true,
-            status: None,
-            body: None,
-            errno: None,
-            error: None,
+            ..Self::default()
         }
     }
 
@@ -54,11 +60,9 @@ impl ProbeResult {
             .raw_os_error()
             .or(timed_out.then_some(libc::ETIMEDOUT));
         Self {
-            ok: false,
-            status: None,
-            body: None,
             errno,
             error: Some(error.to_string()),
+            ..Self::default()
         }
     }
 

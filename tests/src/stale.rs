@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::bpffs::{mounts_below, unmount};
 use crate::cgroup::{cgroup2_mount, remove_tree};
 use crate::netns::{NetNs, try_ip};
 
@@ -35,6 +36,10 @@ pub fn sweep_stale() -> Vec<String> {
         }
     }
     for dir in stale_dirs(&std::env::temp_dir()) {
+        // A dead run's bpffs is still mounted inside its scratch directory.
+        for mount in mounts_below(&dir) {
+            unmount(&mount);
+        }
         if std::fs::remove_dir_all(&dir).is_ok() {
             removed.push(format!("directory {}", dir.display()));
         }

@@ -1,9 +1,10 @@
 //! `nodeward-agent run` pointed at a simulated node: its cgroup tree as the pod cgroup,
-//! a spool in the node's scratch directory, and a collector endpoint.
+//! its private bpffs for pins, its pods file for metadata, a spool in its scratch
+//! directory, and a collector endpoint.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
 
 use crate::node::SimNode;
 use crate::probe::workspace_bin;
@@ -14,21 +15,66 @@ use crate::stack::Daemon;
 pub struct AgentSpec {
     /// The collector's gRPC endpoint.
     pub endpoint: String,
-    /// Written under `imds:` when set, e.g. `mode: audit`.
+    /// YAML written under `imds:` when set, e.g. `"mode: audit"`; several lines allowed.
     pub imds: Option<String>,
     /// Node name; defaults to the simulated node's id.
     pub node_name: Option<String>,
+    /// Whether `pods.file` points at the node's pods file (written from its pods; call
+    /// [`AgentProcess::write_pods`] after adding pods).
+    pub pods_file: bool,
+    /// Names a second agent on the same node: its config, spool, logs and pins live
+    /// apart from the first one's.
+    pub instance: Option<String>,
 }
 
 impl AgentSpec {
-    /// An agent reporting to `endpoint` with default IMDS settings.
+    /// An agent reporting to `endpoint` with default IMDS settings and no pod metadata.
     #[must_use]
     pub fn new(endpoint: &str) -> Self {
         Self {
             endpoint: endpoint.to_owned(),
             imds: None,
             node_name: None,
+            pods_file: false,
+            instance: None,
         }
+    }
+
+    /// Makes this a separate agent instance named `name` (see [`AgentSpec::instance`]).
+    #[must_use]
+    pub fn instance(mut self, name: &str) -> Self {
+        self.instance = Some(name.to_owned());
+        self
+    }
+
+    /// The directory of this instance's files in the node's scratch directory.
+    fn dir(&self, node: &SimNode) -> PathBuf {
+        let dir = self.instance.as_ref().map_or_else(
+            || node.scratch_dir().to_owned(),
+            |name| node.scratch_dir().join(name),
+        );
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        dir
+    }
+
+    /// Where this instance pins, on the node's bpffs.
+    fn pins(&self, node: &SimNode) -> PathBuf {
+        node.bpffs()
+            .join(self.instance.as_deref().unwrap_or("nodeward"))
+    }
+
+    /// Sets the `imds:` section.
+    #[must_use]
+    pub fn imds(mut self, yaml: &str) -> Self {
+        self.imds = Some(yaml.to_owned());
+        self
+    }
+
+    /// Points `pods.file` at the node's pods file.
+    #[must_use]
+    pub fn with_pods_file(mut self) -> Self {
+        self.pods_file = true;
+        self
     }
 }
 
@@ -38,47 +84,83 @@ impl AgentSpec {
 pub struct AgentProcess {
     daemon: Daemon,
     config: PathBuf,
+    pods: PathBuf,
+    log: PathBuf,
     node_name: String,
+    starts: u32,
 }
 
 impl AgentProcess {
-    /// Writes the config and starts the agent. It is not yet enforcing when this returns:
-    /// wait for a behaviour (a denied connect), not for time.
+    /// Writes the config (and the pods file) and starts the agent. It is not yet enforcing
+    /// when this returns: wait for a behaviour (a denied connect), not for time.
     #[must_use]
     pub fn start(node: &SimNode, spec: &AgentSpec) -> Self {
-        let dir = node.scratch_dir();
+        let dir = spec.dir(node);
         let node_name = spec
             .node_name
             .clone()
             .unwrap_or_else(|| node.id().to_owned());
-        let mut yaml = format!(
-            "nodeName: {node_name}\ncgroupRoot: {}\npodCgroupPath: {}\n\
-             collector:\n  endpoint: {}\n  tls: disabled\n  spoolDir: {}\n",
-            node.cgroup_root().display(),
-            node.pod_cgroup_path().display(),
-            spec.endpoint,
-            dir.join("spool").display(),
-        );
-        if let Some(imds) = &spec.imds {
-            let _ = writeln!(yaml, "imds:\n  {}", imds.replace('\n', "\n  "));
-        }
         let config = dir.join("agent.yaml");
-        std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
-        let mut command = Command::new(workspace_bin("nodeward-agent"));
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null());
-        let daemon = Daemon::start(command, "nodeward-agent", &dir.join("agent.log"));
+        let pods = dir.join("pods.yaml");
+        node.write_pods_file(&pods);
+        write_config(node, spec, &config, &pods, &node_name);
+        let log = dir.join("agent.log");
+        let daemon = spawn(&config, &log);
         Self {
             daemon,
             config,
+            pods,
+            log,
             node_name,
+            starts: 1,
         }
     }
 
-    /// The config file it was started with.
+    /// Rewrites the config file the agent watches (it applies `imds` changes live).
+    pub fn rewrite_config(&self, node: &SimNode, spec: &AgentSpec) {
+        write_config(node, spec, &self.config, &self.pods, &self.node_name);
+    }
+
+    /// Rewrites the pods file from the node's current pods.
+    pub fn write_pods(&self, node: &SimNode) {
+        node.write_pods_file(&self.pods);
+    }
+
+    /// Kills the agent with SIGKILL, as a crash or an OOM kill would, and reaps it.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.daemon.kill()
+    }
+
+    /// Starts the agent again with the same config, spool and pins (after [`kill`] or a
+    /// graceful stop); its log continues in a new file.
+    ///
+    /// [`kill`]: AgentProcess::kill
+    pub fn restart(&mut self) {
+        self.starts += 1;
+        self.log = self
+            .log
+            .with_file_name(format!("agent.{}.log", self.starts));
+        self.daemon = spawn(&self.config, &self.log);
+    }
+
+    /// Waits (up to 30 s) until the agent says every IMDS program is attached; panics with
+    /// its log if it exits first.
+    pub fn wait_active(&mut self) {
+        let daemon = &mut self.daemon;
+        crate::wait::wait_until(
+            std::time::Duration::from_secs(30),
+            "the agent to attach its programs",
+            || {
+                assert!(daemon.is_running(), "the agent exited:\n{}", daemon.log());
+                daemon
+                    .log()
+                    .contains("IMDS enforcement active")
+                    .then_some(())
+            },
+        );
+    }
+
+    /// The config file it runs with.
     #[must_use]
     pub fn config(&self) -> &PathBuf {
         &self.config
@@ -94,4 +176,36 @@ impl AgentProcess {
     pub fn daemon(&mut self) -> &mut Daemon {
         &mut self.daemon
     }
+}
+
+fn spawn(config: &Path, log: &Path) -> Daemon {
+    let mut command = Command::new(workspace_bin("nodeward-agent"));
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null());
+    Daemon::start(command, "nodeward-agent", log)
+}
+
+fn write_config(node: &SimNode, spec: &AgentSpec, path: &Path, pods: &Path, node_name: &str) {
+    let mut yaml = format!(
+        "nodeName: {node_name}\ncgroupRoot: {}\npodCgroupPath: {}\nbpfPinPath: {}\n\
+         collector:\n  endpoint: {}\n  tls: disabled\n  spoolDir: {}\n",
+        node.cgroup_root().display(),
+        node.pod_cgroup_path().display(),
+        spec.pins(node).display(),
+        spec.endpoint,
+        spec.dir(node).join("spool").display(),
+    );
+    if spec.pods_file {
+        let _ = writeln!(yaml, "pods:\n  file: {}", pods.display());
+    }
+    if let Some(imds) = &spec.imds {
+        let _ = writeln!(yaml, "imds:\n  {}", imds.trim_end().replace('\n', "\n  "));
+    }
+    // Atomically, like a ConfigMap update, so the agent never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, yaml).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename {}: {e}", path.display()));
 }

@@ -61,9 +61,18 @@ impl Daemon {
 
     /// Sends SIGTERM and waits (up to 20 s) for it to exit; returns how it exited.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal_and_wait(Signal::SIGTERM)
+    }
+
+    /// Sends SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.signal_and_wait(Signal::SIGKILL)
+    }
+
+    fn signal_and_wait(&mut self, signal: Signal) -> ExitStatus {
         let pid = Pid::from_raw(i32::try_from(self.pid()).expect("pid fits i32"));
         if self.guard.is_running() {
-            kill(pid, Signal::SIGTERM).unwrap_or_else(|e| panic!("SIGTERM {}: {e}", self.name));
+            kill(pid, signal).unwrap_or_else(|e| panic!("{signal} {}: {e}", self.name));
         }
         let child = self.guard.child_mut();
         wait_until(

@@ -93,7 +93,18 @@ impl TailProcess {
         }
     }
 
-    /// Every finding printed so far (only those already read by [`TailProcess::wait_for`]).
+    /// A finding printed so far for which `matches` holds, without waiting for more.
+    pub fn try_find(&mut self, matches: impl Fn(&Value) -> bool) -> Option<Value> {
+        while let Ok(line) = self.lines.try_recv() {
+            let value: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("tail printed a line that is not JSON ({e}): {line}"));
+            self.seen.push(value);
+        }
+        self.seen.iter().find(|v| matches(v)).cloned()
+    }
+
+    /// Every finding printed so far (only those already read by [`TailProcess::wait_for`]
+    /// or [`TailProcess::try_find`]).
     #[must_use]
     pub fn seen(&self) -> &[Value] {
         &self.seen

@@ -1,84 +1,15 @@
-//! `nodeward-probe`: the network client tests run inside simulated pods.
-//!
-//! Each subcommand tries one network operation and prints exactly one JSON line, a
-//! [`ProbeResult`]: `{"ok":true,...}` and exit 0, or `{"ok":false,"errno":1,"error":"..."}`
-//! and exit 1. Bad arguments exit 2 with clap's usage message.
+//! `http-get`: a plain HTTP/1.1 GET over a TCP stream, to IPv4 or IPv6 literals.
 
 use std::io::{self, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
-use std::process::ExitCode;
+use std::net::{TcpStream, ToSocketAddrs as _};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use nodeward_testkit::ProbeResult;
 
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Network probes for nodeward tests; prints one JSON line"
-)]
-struct Cli {
-    #[command(subcommand)]
-    probe: Probe,
-}
-
-#[derive(Subcommand)]
-enum Probe {
-    /// Open a TCP connection, then close it.
-    Connect(ConnectArgs),
-    /// Fetch a URL with a plain HTTP/1.1 GET (`http://` only, IP literals or names).
-    HttpGet(HttpGetArgs),
-}
-
-impl Probe {
-    fn run(self) -> io::Result<ProbeResult> {
-        match self {
-            Self::Connect(args) => args.run(),
-            Self::HttpGet(args) => args.run(),
-        }
-    }
-}
-
-fn main() -> ExitCode {
-    let result = Cli::parse()
-        .probe
-        .run()
-        .unwrap_or_else(|e| ProbeResult::failure(&e));
-    println!(
-        "{}",
-        serde_json::to_string(&result).expect("a ProbeResult serializes")
-    );
-    if result.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
 #[derive(Args)]
-struct ConnectArgs {
-    /// Address to connect to (IPv4 or IPv6).
-    #[arg(long)]
-    addr: std::net::IpAddr,
-    /// TCP port.
-    #[arg(long)]
-    port: u16,
-    /// Give up after this many milliseconds.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout_ms: u64,
-}
-
-impl ConnectArgs {
-    fn run(self) -> io::Result<ProbeResult> {
-        let addr = SocketAddr::new(self.addr, self.port);
-        TcpStream::connect_timeout(&addr, Duration::from_millis(self.timeout_ms))?;
-        Ok(ProbeResult::success())
-    }
-}
-
-#[derive(Args)]
-struct HttpGetArgs {
+pub struct HttpGetArgs {
     /// `http://HOST[:PORT]/PATH`; an IPv6 host in brackets, e.g. `http://[fd00:ec2::254]/`.
     url: HttpUrl,
     /// Give up on the whole exchange after this many milliseconds.
@@ -87,7 +18,7 @@ struct HttpGetArgs {
 }
 
 impl HttpGetArgs {
-    fn run(self) -> io::Result<ProbeResult> {
+    pub fn run(self) -> io::Result<ProbeResult> {
         let deadline = Instant::now() + Duration::from_millis(self.timeout_ms);
         let url = &self.url;
         let addr = (url.host.as_str(), url.port)

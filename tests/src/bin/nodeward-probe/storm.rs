@@ -1,0 +1,155 @@
+//! `storm`: the benchmark workloads (the same as ../shared/research-data/perf-anchors.md):
+//! N operations spread over T threads, timed from the first to the last, with nothing but
+//! the operation in the loop.
+
+use std::io::{self, Write as _};
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use nodeward_testkit::ProbeResult;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    /// TCP `connect()`+`close()` (with a reset) to a listener on 127.0.0.1 in this process.
+    Connect,
+    /// UDP `sendto()` of 64 bytes to a socket on 127.0.0.1 in this process.
+    Udp,
+    /// fork+exec of /bin/true, and wait for it.
+    Exec,
+}
+
+#[derive(Args)]
+pub struct StormArgs {
+    #[arg(value_enum)]
+    kind: Kind,
+    /// Operations in total.
+    #[arg(long)]
+    count: u64,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    threads: u64,
+}
+
+impl StormArgs {
+    pub fn run(self) -> io::Result<ProbeResult> {
+        let seconds = match self.kind {
+            Kind::Connect => connect(self.count, self.threads)?,
+            Kind::Udp => udp(self.count, self.threads)?,
+            Kind::Exec => spread(self.count, self.threads, |n| {
+                for _ in 0..n {
+                    Command::new("/bin/true").stdin(Stdio::null()).status()?;
+                }
+                Ok(())
+            })?,
+        };
+        #[expect(clippy::cast_precision_loss, reason = "a rate, not an exact count")]
+        let rate = self.count as f64 / seconds;
+        Ok(ProbeResult {
+            ops: Some(self.count),
+            seconds: Some(seconds),
+            rate: Some(rate),
+            ..ProbeResult::success()
+        })
+    }
+}
+
+/// Runs `work(n)` on `threads` threads sharing `count`; returns the wall time in seconds.
+fn spread(
+    count: u64,
+    threads: u64,
+    work: impl Fn(u64) -> io::Result<()> + Sync,
+) -> io::Result<f64> {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let n = count / threads + u64::from(i < count % threads);
+                let work = &work;
+                scope.spawn(move || work(n))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("a storm thread panicked"))
+    })?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// A loopback listener with a deep accept queue. std listens with a backlog of 128; two
+/// connecting threads overflow that, the kernel drops SYNs and clients retry after a
+/// second, which would measure the retry timer instead of the connect path.
+fn listener() -> io::Result<TcpListener> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, socket,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .map_err(io::Error::from)?;
+    listen(&fd, Backlog::new(4096).map_err(io::Error::from)?).map_err(io::Error::from)?;
+    Ok(TcpListener::from(fd))
+}
+
+fn connect(count: u64, threads: u64) -> io::Result<f64> {
+    let listener = listener()?;
+    let addr = listener.local_addr()?;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                drop(stream);
+            }
+        });
+        let result = spread(count, threads, |n| {
+            for _ in 0..n {
+                let stream = TcpStream::connect(addr)?;
+                reset_on_close(&stream)?;
+            }
+            Ok(())
+        });
+        stop.store(true, Ordering::Relaxed);
+        // Wakes the accept loop so it sees the flag.
+        let _ = TcpStream::connect(addr).and_then(|mut s| s.flush());
+        result
+    })
+}
+
+/// `SO_LINGER` 0: close with a reset, leaving no `TIME_WAIT`. Otherwise tens of thousands
+/// of connections exhaust the ephemeral ports and every later run (on either side of a
+/// comparison) measures the kernel's search for a free port instead.
+fn reset_on_close(stream: &TcpStream) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::Linger, &linger)
+        .map_err(io::Error::from)
+}
+
+fn udp(count: u64, threads: u64) -> io::Result<f64> {
+    // Never read: once its buffer is full the kernel drops datagrams, and sendto() still
+    // succeeds, so the sender's cost is what is measured.
+    let sink = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let to = sink.local_addr()?;
+    let payload = [0u8; 64];
+    spread(count, threads, |n| {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        for _ in 0..n {
+            socket.send_to(&payload, to)?;
+        }
+        Ok(())
+    })
+}
