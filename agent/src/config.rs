@@ -1,14 +1,17 @@
 //! Agent configuration: YAML with camelCase keys, Kubernetes style. Unknown keys are
 //! errors, and every error names the file (and, for YAML errors, the line and key).
 
+mod imds;
+
 use std::path::PathBuf;
 
-use ipnet::IpNet;
 use nodeward_runtime::config::Validate;
 use serde::Deserialize;
 
+pub use self::imds::{ImdsConfig, ImdsMode};
+
 /// The agent's configuration as written in its file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
     /// Name of this node; defaults to the `NODE_NAME` environment variable.
@@ -21,51 +24,29 @@ pub struct Config {
     /// `kubepods.slice` (systemd driver) and `kubepods` (cgroupfs driver) exists.
     #[serde(default)]
     pub pod_cgroup_path: Option<PathBuf>,
+    /// bpffs directory where programs, links and maps stay pinned, so enforcement outlives
+    /// the agent process (crash, upgrade) until `nodeward-agent uninstall`.
+    #[serde(default = "default_bpf_pin_path")]
+    pub bpf_pin_path: PathBuf,
     #[serde(default)]
     pub imds: ImdsConfig,
+    /// Pod metadata when there is no Kubernetes API to ask.
+    #[serde(default)]
+    pub pods: Option<PodsConfig>,
     pub collector: CollectorConfig,
 }
 
-/// What happens when a pod tries to reach the instance metadata service.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ImdsMode {
-    /// Refuse the connection and report it.
-    #[default]
-    Enforce,
-    /// Let it through and report that it would have been refused.
-    Audit,
-    /// Neither refuse nor report.
-    Off,
-}
-
-#[derive(Debug, Clone, Deserialize)]
+/// Where pod metadata comes from without a cluster (tests, demos, static nodes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ImdsConfig {
-    #[serde(default)]
-    pub mode: ImdsMode,
-    /// Destinations pods may not reach.
-    #[serde(default = "default_blocked_cidrs")]
-    pub blocked_cidrs: Vec<IpNet>,
+pub struct PodsConfig {
+    /// YAML `{pods: [{uid, name, namespace, serviceAccount, labels, hostNetwork}]}`,
+    /// re-read when it changes.
+    pub file: PathBuf,
 }
 
-impl Default for ImdsConfig {
-    fn default() -> Self {
-        Self {
-            mode: ImdsMode::default(),
-            blocked_cidrs: default_blocked_cidrs(),
-        }
-    }
-}
-
-/// The EC2 instance metadata service over IPv4 and IPv6 (Nitro). Only these two
-/// addresses: 169.254.170.23 (EKS Pod Identity) and the rest of the link-local range must
-/// stay reachable.
-fn default_blocked_cidrs() -> Vec<IpNet> {
-    ["169.254.169.254/32", "fd00:ec2::254/128"]
-        .iter()
-        .map(|s| s.parse().expect("valid built-in CIDR"))
-        .collect()
+fn default_bpf_pin_path() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/nodeward")
 }
 
 /// Whether the collector link is encrypted. Only `disabled` exists so far; it is meant for
@@ -76,7 +57,7 @@ pub enum TlsMode {
     Disabled,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CollectorConfig {
     /// gRPC endpoint, e.g. `http://nodeward-collector.nodeward:7443`.
@@ -130,20 +111,7 @@ impl Config {
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
-        let limit = nodeward_common::imds::MAX_BLOCKED_PREFIXES as usize;
-        for family in [true, false] {
-            let count = self
-                .imds
-                .blocked_cidrs
-                .iter()
-                .filter(|n| matches!(n, IpNet::V4(_)) == family)
-                .count();
-            if count > limit {
-                return Err(format!(
-                    "imds.blockedCidrs: at most {limit} prefixes per address family, got {count}"
-                ));
-            }
-        }
+        self.imds.validate()?;
         if let Some(p) = &self.pod_cgroup_path
             && (p.is_absolute()
                 || p.components()
@@ -152,6 +120,12 @@ impl Validate for Config {
             return Err(format!(
                 "podCgroupPath: must be relative to cgroupRoot and stay below it, got {}",
                 p.display()
+            ));
+        }
+        if !self.bpf_pin_path.is_absolute() {
+            return Err(format!(
+                "bpfPinPath: must be an absolute path, got {}",
+                self.bpf_pin_path.display()
             ));
         }
         if !(self.collector.endpoint.starts_with("http://")

@@ -4,8 +4,10 @@ use nodeward_common::imds::ImdsEvent;
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// An attempt to reach a blocked IMDS address, as the kernel reported it.
-    Imds(ImdsEvent),
-    /// Events a module could not deliver (kernel ring buffer full); reported, never hidden.
-    Lost { source: &'static str, count: u64 },
+    /// Attempts to reach a blocked IMDS address: a kernel report (or, with `hook` set to
+    /// `HOOK_NONE`, counted attempts no report carried), standing for `count` attempts.
+    Imds { event: ImdsEvent, count: u64 },
+    /// The cumulative number of reports a module's kernel side could not deliver (ring
+    /// buffer full); the pipeline reports growth past what it already reported.
+    Lost { source: &'static str, total: u64 },
 }

@@ -7,7 +7,7 @@
 //! - cgroupfs: `kubepods/besteffort/pod<uid>/<id>` (CRI-O: `crio-<id>`)
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
@@ -86,12 +86,15 @@ const MAX_DEPTH: usize = 6;
 const MAX_MISSES: usize = 4096;
 
 /// Maps cgroup ids (what the kernel reports: the inode number of the cgroup directory)
-/// to cgroups below the pod cgroup. It rescans the tree when it meets an id it has not
-/// seen, so containers started later are found without a watcher.
+/// to cgroups below the pod cgroup, and pod UIDs to their pod-level cgroup. It rescans
+/// the tree when asked about something it has not seen, so containers and pods started
+/// later are found without a watcher; each scan replaces the last, so removed cgroups do
+/// not accumulate.
 pub struct CgroupIndex {
     cgroup_root: PathBuf,
     pod_cgroup: PathBuf,
     by_id: HashMap<u64, CgroupEntry>,
+    pods: HashMap<String, u64>,
     misses: HashSet<u64>,
 }
 
@@ -102,8 +105,24 @@ impl CgroupIndex {
             cgroup_root,
             pod_cgroup,
             by_id: HashMap::new(),
+            pods: HashMap::new(),
             misses: HashSet::new(),
         }
+    }
+
+    /// The id of the pod-level cgroup of the pod with this UID, rescanning once if it is
+    /// not known yet.
+    pub fn pod_cgroup_id(&mut self, uid: &str) -> Option<u64> {
+        if !self.pods.contains_key(uid) {
+            self.rescan();
+        }
+        self.pods.get(uid).copied()
+    }
+
+    /// Forgets the last scan, so the next question rescans (pods may have come or gone).
+    pub fn invalidate(&mut self) {
+        self.by_id.clear();
+        self.pods.clear();
     }
 
     /// The cgroup with this id, if it is (or was, when last scanned) below the pod cgroup.
@@ -121,16 +140,26 @@ impl CgroupIndex {
     }
 
     fn rescan(&mut self) {
-        let mut stack = vec![(self.pod_cgroup.clone(), 0)];
-        while let Some((dir, depth)) = stack.pop() {
+        self.invalidate();
+        // Breadth first, so a pod's own cgroup is met before anything below it.
+        let mut queue = VecDeque::from([(self.pod_cgroup.clone(), 0)]);
+        while let Some((dir, depth)) = queue.pop_front() {
             let Ok(meta) = std::fs::metadata(&dir) else {
                 continue;
             };
             let relative = relative_path(&self.cgroup_root, &dir);
-            self.by_id.entry(meta.ino()).or_insert_with(|| CgroupEntry {
-                identity: parse_cgroup_path(&relative),
-                path: relative,
-            });
+            let identity = parse_cgroup_path(&relative);
+            if let (Some(uid), None) = (&identity.pod_uid, &identity.container_id) {
+                // The shallowest cgroup naming the pod is the pod's own.
+                self.pods.entry(uid.clone()).or_insert(meta.ino());
+            }
+            self.by_id.insert(
+                meta.ino(),
+                CgroupEntry {
+                    identity,
+                    path: relative,
+                },
+            );
             if depth == MAX_DEPTH {
                 continue;
             }
@@ -139,7 +168,7 @@ impl CgroupIndex {
             };
             for child in children.flatten() {
                 if child.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push((child.path(), depth + 1));
+                    queue.push_back((child.path(), depth + 1));
                 }
             }
         }

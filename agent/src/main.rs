@@ -9,22 +9,28 @@ mod caps;
 mod cgroup;
 mod clock;
 mod config;
+mod config_watch;
 mod event;
+mod file_watch;
 mod findings;
 mod identity;
 mod imds;
 mod module;
 mod outbox;
 mod pipeline;
+mod pods;
+mod procinfo;
+mod repeats;
 mod stream;
 mod supervisor;
+mod uninstall;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
 use nodeward_runtime::{EXIT_BAD_CONFIG, LogArgs, config::load};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -35,6 +41,7 @@ use crate::{
     imds::ImdsEnforcer,
     module::{Module, ModuleContext},
     outbox::Outbox,
+    pods::PodSnapshot,
     supervisor::Supervisor,
 };
 
@@ -66,32 +73,39 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Detach everything nodeward attached on this node and remove its pins (enforcement
+    /// stays in place across agent restarts until this runs).
+    Uninstall {
+        /// Agent configuration (YAML); its `bpfPinPath` says what to remove.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Validate { config: path } => match load::<Config>(&path) {
-            Ok(config) => {
-                println!("{}: valid; {}", path.display(), config.summary());
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("nodeward-agent: {err}");
-                ExitCode::from(EXIT_BAD_CONFIG)
-            }
-        },
-        Command::Run { config } => {
-            let config = match load::<Config>(&config) {
-                Ok(config) => config,
-                Err(err) => {
-                    eprintln!("nodeward-agent: {err}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
-            };
+    let (path, command) = match &cli.command {
+        Command::Run { config } | Command::Validate { config } | Command::Uninstall { config } => {
+            (config, &cli.command)
+        }
+    };
+    let config = match load::<Config>(path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("nodeward-agent: {err}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    match command {
+        Command::Validate { .. } => {
+            println!("{}: valid; {}", path.display(), config.summary());
+            ExitCode::SUCCESS
+        }
+        Command::Uninstall { .. } => uninstall::run(&config.bpf_pin_path),
+        Command::Run { .. } => {
             nodeward_runtime::init_logging(cli.log.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(run(config)) {
+            match runtime.block_on(run(config, path.clone())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     error!(error = format!("{err:#}"), "nodeward-agent stopped");
@@ -102,7 +116,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let node_name = config
         .resolved_node_name()
         .context("nodeName is not set in the config and NODE_NAME is empty")?;
@@ -117,7 +131,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "collector TLS is disabled: findings travel in plaintext (tests and demos only)"
         );
     }
-
     let cgroup_root = match &config.cgroup_root {
         Some(root) => root.clone(),
         None => cgroup::find_cgroup2_mount()?,
@@ -126,15 +139,39 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let outbox = Outbox::open(&config.collector.spool_dir)?;
     info!(spool = %config.collector.spool_dir.display(), pending = outbox.pending()?, stream_id = outbox.stream_id(), "outbox open");
     let supervisor = Supervisor::new();
+    let token = supervisor.token().clone();
+
+    // Inputs that change while the agent runs: its own configuration and pod metadata.
+    // With no metadata source the snapshot stays empty; its sender is kept so the
+    // channel stays open.
+    let (pods, _no_pod_source) = if let Some(source) = &config.pods {
+        let (rx, task) = pods::watch_file(source.file.clone(), token.clone());
+        supervisor.spawn("pods-file", task);
+        (rx, None)
+    } else {
+        if !config.imds.allow.is_empty() {
+            warn!(
+                "imds.allow is set but there is no pod metadata source (pods.file); no pod is allowed"
+            );
+        }
+        let (tx, rx) = watch::channel(PodSnapshot::default());
+        (rx, Some(tx))
+    };
+    let repeat_window = Duration::from_secs(u64::from(config.imds.repeat_window_seconds));
+    let endpoint = config.collector.endpoint.clone();
+    let (config, config_task) = config_watch::watch(config_path, config, token.clone());
+    supervisor.spawn("config-file", config_task);
+
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
     let ctx = ModuleContext {
         supervisor: supervisor.clone(),
         events,
     };
-
     let mut modules: Vec<Box<dyn Module>> = vec![Box::new(ImdsEnforcer::new(
-        config.imds.clone(),
+        cgroup_root.clone(),
         pod_cgroup.clone(),
+        config,
+        pods.clone(),
     ))];
     for module in &mut modules {
         module
@@ -148,11 +185,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // draining) once they stop.
     drop(ctx);
 
-    let builder = FindingBuilder::new(CgroupIndex::new(cgroup_root, pod_cgroup), BootClock::new());
-    let pipeline_outbox = outbox.clone();
-    supervisor.spawn_blocking("pipeline", move || {
-        pipeline::run(events_rx, builder, &pipeline_outbox)
-    });
+    let builder = FindingBuilder::new(
+        CgroupIndex::new(cgroup_root, pod_cgroup),
+        BootClock::new(),
+        pods,
+    );
+    supervisor.spawn(
+        "pipeline",
+        pipeline::run(events_rx, builder, outbox.clone(), repeat_window),
+    );
     let identity = stream::Identity {
         node_name,
         boot_id: boot_id(),
@@ -160,17 +201,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     supervisor.spawn(
         "collector-stream",
-        stream::run(
-            config.collector.endpoint.clone(),
-            identity,
-            outbox,
-            supervisor.token().clone(),
-        ),
+        stream::run(endpoint, identity, outbox, token.clone()),
     );
 
     tokio::select! {
         signal = nodeward_runtime::shutdown_signal() => info!(signal, "shutting down"),
-        () = supervisor.token().cancelled() => {}
+        () = token.cancelled() => {}
     }
     for module in modules.iter_mut().rev() {
         module.stop();

@@ -112,11 +112,16 @@ impl Outbox {
         &self.stream_id
     }
 
-    /// Stores a finding under the next sequence number and returns that number.
-    pub fn append(&self, mut finding: Finding) -> Result<u64> {
+    /// Stores a finding under the next sequence number and returns that number. With a
+    /// `counter`, also sets that named counter in the same transaction, so a finding and
+    /// the bookkeeping it reports on are stored together or not at all.
+    pub fn append(&self, mut finding: Finding, counter: Option<(&str, u64)>) -> Result<u64> {
         let tx = self.db.begin_write().map_err(storage)?;
         let seq = {
             let mut counters = tx.open_table(COUNTERS).map_err(storage)?;
+            if let Some((name, value)) = counter {
+                counters.insert(name, value).map_err(storage)?;
+            }
             let seq = counters
                 .get(NEXT_SEQ)
                 .map_err(storage)?
@@ -133,6 +138,23 @@ impl Outbox {
         tx.commit().map_err(storage)?;
         self.appended.notify_one();
         Ok(seq)
+    }
+
+    /// A named counter kept with the outbox (0 if never set).
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        let table = tx.open_table(COUNTERS).map_err(storage)?;
+        Ok(table.get(name).map_err(storage)?.map_or(0, |v| v.value()))
+    }
+
+    /// Sets a named counter.
+    pub fn set_counter(&self, name: &str, value: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(storage)?;
+        tx.open_table(COUNTERS)
+            .map_err(storage)?
+            .insert(name, value)
+            .map_err(storage)?;
+        tx.commit().map_err(storage)
     }
 
     /// Up to `limit` stored findings with a sequence number above `after`, in order.

@@ -40,18 +40,6 @@ impl Supervisor {
         });
     }
 
-    pub fn spawn_blocking<F>(&self, task: &'static str, f: F)
-    where
-        F: FnOnce() -> anyhow::Result<()> + Send + 'static,
-    {
-        let this = self.clone();
-        self.tracker.spawn_blocking(move || {
-            if let Err(err) = f() {
-                this.fail(task, err);
-            }
-        });
-    }
-
     fn fail(&self, task: &'static str, err: anyhow::Error) {
         error!(
             task,

@@ -2,14 +2,23 @@
 //! `maps.rs`; decisions that several hooks make live beside the maps they read.
 #![no_std]
 #![no_main]
+// Atomic adds on map values (see atomic.rs); the crate builds on nightly only.
+#![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "the BPF target has no other atomic read-modify-write"
+)]
 #![expect(
     clippy::inline_always,
     reason = "helpers are inlined into each program so the verifier checks one function with its bounds in view"
 )]
 
+mod atomic;
 mod imds;
 mod maps;
+mod packet;
 mod probes;
+mod sock_addr;
 
 #[cfg(not(test))]
 #[panic_handler]

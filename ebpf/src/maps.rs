@@ -1,28 +1,41 @@
 //! Maps shared by the programs. Names must match the `MAP_*` constants in
-//! `nodeward_common`, which is how the agent finds them.
+//! `nodeward_common`, which is how the agent finds them. Every map is pinned by name under
+//! the agent's pin path, so a restarted agent adopts the same state and enforcement never
+//! depends on the agent process being alive.
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use nodeward_common::imds::{EVENTS_RING_BYTES, ImdsConfig, MAX_BLOCKED_PREFIXES, STAT_COUNT};
+use nodeward_common::imds::{
+    EVENTS_RING_BYTES, ImdsConfig, ImdsKey, ImdsSeen, MAX_ALLOWED_PODS, MAX_BLOCKED_PREFIXES,
+    MAX_SEEN, STAT_COUNT,
+};
 
 #[map]
-pub static IMDS_BLOCKED_V4: LpmTrie<[u8; 4], u32> =
-    LpmTrie::with_max_entries(MAX_BLOCKED_PREFIXES, 0);
+pub static IMDS_BLOCKED_V4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(MAX_BLOCKED_PREFIXES, 0);
 
 #[map]
-pub static IMDS_BLOCKED_V6: LpmTrie<[u8; 16], u32> =
-    LpmTrie::with_max_entries(MAX_BLOCKED_PREFIXES, 0);
+pub static IMDS_BLOCKED_V6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_BLOCKED_PREFIXES, 0);
 
 #[map]
-pub static IMDS_CONFIG: Array<ImdsConfig> = Array::with_max_entries(1, 0);
+pub static IMDS_CONFIG: Array<ImdsConfig> = Array::pinned(1, 0);
 
 #[map]
-pub static IMDS_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+pub static IMDS_ALLOWED: HashMap<u64, u32> = HashMap::pinned(MAX_ALLOWED_PODS, 0);
 
 #[map]
-pub static IMDS_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+pub static IMDS_SEEN: LruHashMap<ImdsKey, ImdsSeen> = LruHashMap::pinned(MAX_SEEN, 0);
+
+/// Written by the agent only; declared here so it is created and pinned with the rest.
+#[map]
+pub static IMDS_REPORTED: LruHashMap<ImdsKey, u64> = LruHashMap::pinned(MAX_SEEN, 0);
+
+#[map]
+pub static IMDS_EVENTS: RingBuf = RingBuf::pinned(EVENTS_RING_BYTES, 0);
+
+#[map]
+pub static IMDS_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
 
 /// Adds one to a per-CPU counter. Per-CPU slots need no atomics: a program does not
 /// migrate between CPUs while it runs.

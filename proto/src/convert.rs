@@ -178,6 +178,8 @@ impl From<v1::Process> for model::Process {
             uid: value.uid,
             comm: value.comm,
             cgroup_id: value.cgroup_id,
+            binary: value.binary,
+            args: value.args,
         }
     }
 }
@@ -189,6 +191,8 @@ impl From<model::Process> for v1::Process {
             uid: value.uid,
             comm: value.comm,
             cgroup_id: value.cgroup_id,
+            binary: value.binary,
+            args: value.args,
         }
     }
 }
@@ -216,6 +220,15 @@ impl TryFrom<v1::Finding> for model::Finding {
             process: value.process.map(Into::into),
             destination: value.destination.map(TryInto::try_into).transpose()?,
             verdict: verdict(value.verdict)?,
+            count: value.count.max(1),
+            first_seen: value
+                .first_seen
+                .map(|t| timestamp("first_seen", Some(t)))
+                .transpose()?,
+            last_seen: value
+                .last_seen
+                .map(|t| timestamp("last_seen", Some(t)))
+                .transpose()?,
         })
     }
 }
@@ -233,6 +246,9 @@ impl From<model::Finding> for v1::Finding {
             process: value.process.map(Into::into),
             destination: value.destination.map(Into::into),
             verdict: wire_verdict(value.verdict).into(),
+            count: value.count,
+            first_seen: value.first_seen.map(wire_timestamp),
+            last_seen: value.last_seen.map(wire_timestamp),
         }
     }
 }

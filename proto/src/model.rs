@@ -98,6 +98,12 @@ pub struct Process {
     pub uid: u32,
     pub comm: String,
     pub cgroup_id: u64,
+    /// Path of the executable; empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub binary: String,
+    /// argv; empty when unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +134,17 @@ pub struct Finding {
     pub destination: Option<Destination>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// Occurrences this finding stands for (at least 1).
+    #[serde(default = "one")]
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Timestamp>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Finding {
@@ -149,6 +166,9 @@ impl Finding {
             process: None,
             destination: None,
             verdict: None,
+            count: 1,
+            first_seen: None,
+            last_seen: None,
         }
     }
 }

@@ -169,6 +169,20 @@ fn agent_daemonset_runs_its_shipped_config_on_every_node() {
         "cgroupRoot is the host mount"
     );
 
+    let bpffs = volumes.iter().find(|v| {
+        v.host_path
+            .as_ref()
+            .is_some_and(|h| h.path == "/sys/fs/bpf")
+    });
+    let bpffs_mount = mounts
+        .iter()
+        .find(|m| Some(&m.name) == bpffs.map(|b| &b.name))
+        .expect("the node's bpffs mounted");
+    assert!(
+        agent_config.contains(&format!("bpfPinPath: {}/", bpffs_mount.mount_path)),
+        "pins go to the node's bpffs, so enforcement outlives the pod"
+    );
+
     let env = container.env.clone().unwrap();
     let node_name = env
         .iter()

@@ -1,24 +1,14 @@
 //! The walking skeleton, end to end on a simulated node: the agent blocks a pod's
 //! connections to the instance metadata service over IPv4 and IPv6, leaves node processes
-//! alone, and the collector delivers the finding to a SOC subscriber.
+//! alone, the collector delivers the finding to a SOC subscriber within 2 seconds, and
+//! nothing is left behind.
 
-use std::time::{Duration, Instant};
+mod common;
 
-use nodeward_testkit::{
-    IMDS_V4, IMDS_V6, PodSpec, SimNode, require_root,
-    stack::{AgentProcess, AgentSpec, CollectorProcess, TailProcess},
-    wait_until,
-};
-use serde_json::Value;
+use std::time::Duration;
 
-/// How long the agent may take to load and attach its programs.
-const ATTACH_DEADLINE: Duration = Duration::from_secs(30);
-
-fn is_imds_finding(v: &Value, pod_uid: &str, address: &str) -> bool {
-    v["finding"]["ruleId"] == "imds-access"
-        && v["finding"]["pod"]["uid"] == pod_uid
-        && v["finding"]["destination"]["address"] == address
-}
+use common::{Stack, http_get, metadata_url, wait_enforced};
+use nodeward_testkit::{IMDS_V4, IMDS_V6, PodSpec, SimNode, require_root};
 
 #[test]
 fn pod_imds_access_is_blocked_and_reaches_the_soc() {
@@ -28,87 +18,79 @@ fn pod_imds_access_is_blocked_and_reaches_the_soc() {
     let node = SimNode::builder()
         .pod(PodSpec::new("web").namespace("shop"))
         .build();
-    let web = node.pod("web");
-    let mut collector = CollectorProcess::start(node.scratch_dir());
-    let mut tail = TailProcess::start(
-        &collector.endpoint(),
-        Some(0),
-        &node.scratch_dir().join("tail.log"),
-    );
-    let mut agent = AgentProcess::start(&node, &AgentSpec::new(&collector.endpoint()));
+    let mut stack = Stack::start(node, |s| s);
+    let web = stack.node.pod("web");
+    let denied_at = wait_enforced(&web);
+    let requests_before = stack.node.imds().request_count();
 
-    let v4_url = format!("http://{IMDS_V4}/latest/meta-data/");
-    let v6_url = format!("http://[{IMDS_V6}]/latest/meta-data/");
-    let denied_at = wait_until(
-        ATTACH_DEADLINE,
-        "the pod's IMDS connection to be refused",
-        || {
-            web.probe(&["connect", "--addr", &IMDS_V4.to_string(), "--port", "80"])
-                .is_denied()
-                .then(Instant::now)
-        },
-    );
-    let requests_before = node.imds().request_count();
-
-    for url in [&v4_url, &v6_url] {
-        let got = web.probe(&["http-get", url]);
+    let (v4, v6) = (IMDS_V4.to_string(), IMDS_V6.to_string());
+    for addr in [&v4, &v6] {
+        let got = http_get(&web, &metadata_url(addr));
         assert!(
             got.is_denied(),
-            "pod GET {url} should fail with EPERM, got {got:?}"
+            "pod GET from {addr} should fail with EPERM, got {got:?}"
         );
     }
     assert_eq!(
-        node.imds().request_count(),
+        stack.node.imds().request_count(),
         requests_before,
         "no pod request reached the metadata service"
     );
-
-    for url in [&v4_url, &v6_url] {
-        let got = node.host_probe(&["http-get", url]);
+    for addr in [&v4, &v6] {
+        let got = stack.node.host_probe(&["http-get", &metadata_url(addr)]);
         assert_eq!(
             got.status,
             Some(200),
-            "a node process (outside the pods) reads {url}: {got:?}"
+            "a node process (outside the pods) reads {addr}: {got:?}"
         );
     }
 
-    let v4 = tail.wait_for(Duration::from_secs(10), "for the pod's IPv4 attempt", |v| {
-        is_imds_finding(v, web.uid(), &IMDS_V4.to_string())
+    let finding = stack.wait_imds_finding(&web, "for the pod's IPv4 attempt", |f| {
+        f["destination"]["address"] == v4.as_str()
     });
     let latency = denied_at.elapsed();
     assert!(
         latency < Duration::from_secs(2),
         "the SOC saw the first attempt {latency:?} after it was made"
     );
-    let finding = &v4["finding"];
     assert_eq!(finding["severity"], "high");
     assert_eq!(finding["verdict"], "blocked");
     assert_eq!(finding["container"]["id"], web.container_id());
     assert_eq!(finding["destination"]["port"], 80);
     assert_eq!(finding["destination"]["protocol"], "tcp");
-    assert_eq!(v4["nodeName"], agent.node_name());
-    tail.wait_for(Duration::from_secs(10), "for the pod's IPv6 attempt", |v| {
-        is_imds_finding(v, web.uid(), &IMDS_V6.to_string())
+    stack.wait_imds_finding(&web, "for the pod's IPv6 attempt", |f| {
+        f["destination"]["address"] == v6.as_str()
     });
+    let node_name = stack.agent.node_name().to_owned();
     assert!(
-        tail.seen()
+        stack
+            .tail
+            .seen()
+            .iter()
+            .all(|v| v["nodeName"] == node_name.as_str()),
+        "reported as its node"
+    );
+    assert!(
+        stack
+            .tail
+            .seen()
             .iter()
             .all(|v| v["finding"]["pod"]["uid"] == web.uid()),
         "only the pod was reported"
     );
 
     assert!(
-        agent.daemon().terminate().success(),
-        "the agent exits cleanly on SIGTERM:\n{}",
-        agent.daemon().log()
+        stack.agent.daemon().terminate().success(),
+        "the agent exits cleanly on SIGTERM"
     );
     assert!(
-        collector.daemon().terminate().success(),
+        stack.collector.daemon().terminate().success(),
         "the collector exits cleanly on SIGTERM"
     );
-    let prefix = node.netns_prefix();
-    let test_cgroup = node.test_cgroup().to_owned();
-    drop((tail, agent, collector, node));
+    let prefix = stack.node.netns_prefix();
+    let test_cgroup = stack.node.test_cgroup().to_owned();
+    let bpffs = stack.node.bpffs().to_owned();
+    drop(stack);
 
     let namespaces = std::process::Command::new("ip")
         .args(["netns", "list"])
@@ -123,5 +105,10 @@ fn pod_imds_access_is_blocked_and_reaches_the_soc() {
         !test_cgroup.exists(),
         "cgroup {} left behind",
         test_cgroup.display()
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(bpffs.to_str().unwrap()),
+        "bpffs (and its pins) left mounted"
     );
 }

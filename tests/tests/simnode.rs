@@ -6,7 +6,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use nodeward_testkit::{
-    IMDS_V4, METADATA_BODY, NetNs, PodSpec, ServerLiveness, SimNode, process_cgroup,
+    IMDS_V4, IMDS_V6, METADATA_BODY, NetNs, PodSpec, ServerLiveness, SimNode, process_cgroup,
     process_netns_inode, require_root, wait_until,
 };
 
@@ -227,4 +227,98 @@ fn a_panicking_test_still_cleans_up() {
         orphan.expect("the process started"),
         "process of a panicking test",
     );
+}
+
+/// Without any enforcement, every probe a bypass test relies on really reaches the fake
+/// metadata service and is counted there, so "nothing arrived" in those tests means
+/// something.
+#[test]
+fn every_probe_reaches_the_fake_imds_and_is_counted() {
+    if !require_root("every_probe_reaches_the_fake_imds_and_is_counted") {
+        return;
+    }
+    let node = SimNode::builder()
+        .pod(PodSpec::new("web"))
+        .pod(PodSpec::new("host").host_network(true))
+        .build();
+    for pod in [node.pod("web"), node.pod("host")] {
+        let imds = node.imds();
+        let (v4, v6) = (IMDS_V4.to_string(), IMDS_V6.to_string());
+        let mapped = format!("::ffff:{v4}");
+
+        let udp_before = imds.udp_datagram_count();
+        for (addr, mode) in [
+            (&v4, "sendto"),
+            (&v6, "sendto"),
+            (&mapped, "sendto"),
+            (&v4, "connect"),
+            (&v4, "sendmsg"),
+        ] {
+            let got = pod.probe(&["udp-send", "--addr", addr, "--port", "80", "--mode", mode]);
+            assert!(got.ok, "{} udp {mode} to {addr}: {got:?}", pod.name());
+        }
+        let got = pod.probe(&[
+            "udp-send", "--addr", &v6, "--port", "80", "--mode", "sendmmsg",
+        ]);
+        assert!(got.ok, "{} sendmmsg: {got:?}", pod.name());
+        wait_until(
+            Duration::from_secs(5),
+            "the datagrams to be counted",
+            || (imds.udp_datagram_count() >= udp_before + 7).then_some(()),
+        );
+
+        let icmp_before = imds.icmp_packet_count();
+        for addr in [&v4, &v6] {
+            let got = pod.probe(&["raw-send", "--addr", addr]);
+            assert!(got.ok, "{} raw-send to {addr}: {got:?}", pod.name());
+        }
+        wait_until(
+            Duration::from_secs(5),
+            "the echo requests to be counted",
+            || (imds.icmp_packet_count() >= icmp_before + 2).then_some(()),
+        );
+
+        let connections = imds.connection_count();
+        for addr in [&v4, &mapped] {
+            let got = pod.probe(&["connect", "--addr", addr, "--port", "80"]);
+            assert!(got.ok, "{} connect to {addr}: {got:?}", pod.name());
+        }
+        let got = pod.probe(&["tcp-fastopen", "--addr", &v4, "--port", "80"]);
+        assert!(got.ok, "{} tcp-fastopen: {got:?}", pod.name());
+        wait_until(
+            Duration::from_secs(5),
+            "the connections to be counted",
+            || (imds.connection_count() >= connections + 3).then_some(()),
+        );
+    }
+}
+
+#[test]
+fn storms_report_a_rate_in_pods_and_on_the_node() {
+    if !require_root("storms_report_a_rate_in_pods_and_on_the_node") {
+        return;
+    }
+    let node = SimNode::builder().pod(PodSpec::new("web")).build();
+    for kind in ["connect", "udp", "exec"] {
+        for (where_, got) in [
+            (
+                "pod",
+                node.pod("web")
+                    .probe(&["storm", kind, "--count", "200", "--threads", "2"]),
+            ),
+            (
+                "node",
+                node.host_probe(&["storm", kind, "--count", "200", "--threads", "2"]),
+            ),
+        ] {
+            assert!(
+                got.ok && got.ops == Some(200),
+                "{kind} storm in {where_}: {got:?}"
+            );
+            assert!(
+                got.rate.is_some_and(|r| r > 0.0) && got.seconds.is_some_and(|s| s > 0.0),
+                "{got:?}"
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! object is built by agent/build.rs); this only prepares machines, runs the demo and runs
 //! every check the way CI does.
 
+mod bench;
 mod cmd;
 mod demo;
 mod setup;
@@ -25,6 +26,11 @@ enum Command {
     Test,
     /// Setup and build, then show nodeward blocking IMDS on a simulated node (needs root).
     Demo,
+    /// Measure what nodeward costs the workloads it watches (needs root).
+    Bench {
+        #[arg(value_enum)]
+        what: bench::Bench,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
+        Command::Bench { what } => bench::run(what),
     }
 }

@@ -1,11 +1,16 @@
 //! The embedded eBPF object, and one way to load programs from it that keeps the
 //! verifier's output in the error (instead of `program_mut(..).unwrap()` scattered about).
 
+mod pins;
+mod sys;
+
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapError},
-    programs::{CgroupSockAddr, ProgramError},
+    programs::{CgroupSkb, CgroupSockAddr, Program, ProgramError},
 };
+
+pub use self::pins::{Pins, attach_pinned, remove_all};
 
 /// Built by build.rs from the `nodeward-ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nodeward"));
@@ -41,35 +46,62 @@ pub enum BpfError {
     },
 }
 
-/// Parses the object and creates its maps (programs are loaded one by one on demand).
-pub fn load_object() -> Result<Ebpf, BpfError> {
-    EbpfLoader::new().load(OBJECT).map_err(BpfError::Object)
+/// Parses the object and creates its maps, adopting any already pinned under `pins`
+/// (programs are loaded one by one on demand).
+pub fn load_object(pins: &Pins) -> Result<Ebpf, BpfError> {
+    EbpfLoader::new()
+        .default_map_pin_directory(pins.maps())
+        .load(OBJECT)
+        .map_err(BpfError::Object)
 }
 
-/// Finds a cgroup `sock_addr` program and loads it into the kernel.
-pub fn load_cgroup_sock_addr<'a>(
+/// A program type this module knows how to load.
+pub trait Loadable: Sized {
+    fn load_program(&mut self) -> Result<(), ProgramError>;
+    fn from_program(program: &mut Program) -> Result<&mut Self, ProgramError>;
+}
+
+impl Loadable for CgroupSockAddr {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+    fn from_program(program: &mut Program) -> Result<&mut Self, ProgramError> {
+        program.try_into()
+    }
+}
+
+impl Loadable for CgroupSkb {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+    fn from_program(program: &mut Program) -> Result<&mut Self, ProgramError> {
+        program.try_into()
+    }
+}
+
+/// Finds a program of type `P` by name and loads it into the kernel.
+pub fn load_program<'a, P: Loadable>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
-) -> Result<&'a mut CgroupSockAddr, BpfError> {
-    let program: &mut CgroupSockAddr = ebpf
+) -> Result<&'a mut P, BpfError> {
+    let program = ebpf
         .program_mut(name)
-        .ok_or(BpfError::MissingProgram(name))?
-        .try_into()
-        .map_err(|source| BpfError::WrongType { name, source })?;
+        .ok_or(BpfError::MissingProgram(name))?;
+    let program =
+        P::from_program(program).map_err(|source| BpfError::WrongType { name, source })?;
     program
-        .load()
+        .load_program()
         .map_err(|source| BpfError::Load { name, source })?;
     Ok(program)
 }
 
-/// Borrows a map by name.
-pub fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Map, BpfError> {
-    ebpf.map_mut(name).ok_or(BpfError::MissingMap(name))
-}
-
 /// Takes ownership of a map by name (ring buffers move into their reader task).
-pub fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, BpfError> {
-    ebpf.take_map(name).ok_or(BpfError::MissingMap(name))
+pub fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, BpfError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(BpfError::MissingMap(name))?;
+    T::try_from(map).map_err(map_err(name))
 }
 
 /// Wraps a map error with the map's name.

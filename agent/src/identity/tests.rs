@@ -128,3 +128,27 @@ proptest! {
         prop_assert_eq!(systemd.container_id, Some(cid));
     }
 }
+
+#[test]
+fn pod_cgroups_are_found_by_uid_and_forgotten_when_gone() {
+    let root = tempfile::tempdir().unwrap();
+    let pods = root.path().join("kubepods.slice");
+    let uid_ = UID.replace('-', "_");
+    let pod = pods.join(format!(
+        "kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice"
+    ));
+    // conmon's scope names the pod but is not the pod's cgroup.
+    std::fs::create_dir_all(pod.join(format!("crio-conmon-{CID}.scope"))).unwrap();
+    std::fs::create_dir_all(pod.join(format!("crio-{CID}.scope"))).unwrap();
+    let mut index = CgroupIndex::new(root.path().to_owned(), pods.clone());
+    let ino = std::fs::metadata(&pod).unwrap().ino();
+    assert_eq!(index.pod_cgroup_id(UID), Some(ino));
+    assert_eq!(
+        index.pod_cgroup_id("6f1b2e3c4d5a69788796a5b4c3d2e1f0"),
+        None
+    );
+
+    std::fs::remove_dir_all(&pod).unwrap();
+    index.invalidate();
+    assert_eq!(index.pod_cgroup_id(UID), None);
+}

@@ -12,8 +12,8 @@ fn sequence_numbers_survive_reopen_and_acks_delete() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::open(dir.path()).unwrap();
     let stream = outbox.stream_id().to_owned();
-    assert_eq!(outbox.append(finding("a")).unwrap(), 1);
-    assert_eq!(outbox.append(finding("b")).unwrap(), 2);
+    assert_eq!(outbox.append(finding("a"), None).unwrap(), 1);
+    assert_eq!(outbox.append(finding("b"), None).unwrap(), 2);
     drop(outbox);
 
     let outbox = Outbox::open(dir.path()).unwrap();
@@ -22,7 +22,7 @@ fn sequence_numbers_survive_reopen_and_acks_delete() {
         stream,
         "stream id is kept with the outbox"
     );
-    assert_eq!(outbox.append(finding("c")).unwrap(), 3);
+    assert_eq!(outbox.append(finding("c"), None).unwrap(), 3);
     let all: Vec<_> = outbox
         .read_after(0, 10)
         .unwrap()
@@ -43,7 +43,7 @@ fn sequence_numbers_survive_reopen_and_acks_delete() {
     // Acknowledging again, or beyond what exists, is harmless.
     assert_eq!(outbox.ack(2).unwrap(), 0);
     assert_eq!(
-        outbox.append(finding("d")).unwrap(),
+        outbox.append(finding("d"), None).unwrap(),
         4,
         "acks never reuse numbers"
     );
@@ -54,7 +54,7 @@ fn read_after_pages() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::open(dir.path()).unwrap();
     for i in 0..5 {
-        outbox.append(finding(&i.to_string())).unwrap();
+        outbox.append(finding(&i.to_string()), None).unwrap();
     }
     let page: Vec<_> = outbox
         .read_after(2, 2)
@@ -81,4 +81,24 @@ fn unwritable_spool_names_the_path() {
     std::fs::write(&file, "").unwrap();
     let err = Outbox::open(&file.join("spool")).err().unwrap().to_string();
     assert!(err.contains("spool"), "{err}");
+}
+
+#[test]
+fn counters_persist_and_travel_with_their_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(dir.path()).unwrap();
+    assert_eq!(outbox.counter("lost.imds").unwrap(), 0);
+    outbox
+        .append(finding("lost 5"), Some(("lost.imds", 5)))
+        .unwrap();
+    outbox.set_counter("other", 2).unwrap();
+    drop(outbox);
+    let outbox = Outbox::open(dir.path()).unwrap();
+    assert_eq!(outbox.counter("lost.imds").unwrap(), 5);
+    assert_eq!(outbox.counter("other").unwrap(), 2);
+    assert_eq!(
+        outbox.counter(NEXT_SEQ).unwrap(),
+        2,
+        "counters share the table with the sequence"
+    );
 }

@@ -1,4 +1,7 @@
-//! One file per kernel hook.
+//! One file per kernel hook; each is a thin entry point into the shared decision.
 
 mod connect4;
 mod connect6;
+mod egress;
+mod sendmsg4;
+mod sendmsg6;

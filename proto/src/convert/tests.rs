@@ -23,6 +23,8 @@ fn sample() -> model::Finding {
             uid: 0,
             comm: "curl".into(),
             cgroup_id: 9,
+            binary: "/usr/bin/curl".into(),
+            args: vec!["curl".into(), "-s".into(), "http://169.254.169.254/".into()],
         }),
         destination: Some(model::Destination {
             address: IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
@@ -30,7 +32,17 @@ fn sample() -> model::Finding {
             protocol: model::Protocol::Tcp,
         }),
         verdict: Some(model::Verdict::Blocked),
+        count: 7,
+        first_seen: Some(Timestamp::new(1_790_000_000, 0).unwrap()),
+        last_seen: Some(Timestamp::new(1_790_000_050, 0).unwrap()),
     }
+}
+
+#[test]
+fn zero_count_on_the_wire_means_one() {
+    let mut wire = v1::Finding::from(sample());
+    wire.count = 0;
+    assert_eq!(model::Finding::try_from(wire).unwrap().count, 1);
 }
 
 #[test]

@@ -1,0 +1,189 @@
+//! Where nodeward's kernel state lives between agent processes: a directory on a bpf
+//! filesystem holding the maps (pinned by aya, by name) and one pinned link per program.
+//! A restarted or upgraded agent adopts what it finds: the maps keep their contents and
+//! each link gets the new program swapped in atomically, so there is no instant in which
+//! pods are unguarded and never a second copy of a program on the cgroup.
+
+use std::{
+    fs,
+    os::{fd::AsFd, unix::fs::DirBuilderExt as _},
+    path::{Path, PathBuf},
+};
+
+use aya::programs::links::FdLink;
+use tracing::{info, warn};
+
+use super::sys;
+
+/// Bumped whenever a map's layout changes, so an agent never adopts maps it cannot read.
+const LAYOUT: &str = "v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error(
+        "bpfPinPath {path} is not on a bpf filesystem; mount one there (mount -t bpf bpf {path}) or point bpfPinPath at one"
+    )]
+    NotBpffs { path: PathBuf },
+    #[error("cannot use pin directory {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The pin directory of this agent's layout.
+#[derive(Debug, Clone)]
+pub struct Pins {
+    root: PathBuf,
+}
+
+impl Pins {
+    /// Checks that `base` is on bpffs and creates `<base>/v1/{maps,links}` (mode 0700).
+    pub fn open(base: &Path) -> Result<Self, PinError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| PinError::Io { path, source }
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(base)
+            .map_err(io(base))?;
+        let stat = nix::sys::statfs::statfs(base).map_err(|e| io(base)(e.into()))?;
+        if stat.filesystem_type() != nix::sys::statfs::BPF_FS_MAGIC {
+            return Err(PinError::NotBpffs {
+                path: base.to_owned(),
+            });
+        }
+        let pins = Self {
+            root: base.join(LAYOUT),
+        };
+        for dir in [pins.maps(), pins.links()] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io(&dir))?;
+        }
+        Ok(pins)
+    }
+
+    /// Where aya pins the maps, one file per map name.
+    pub fn maps(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    /// Where the program links are pinned, one file per program name.
+    pub fn links(&self) -> PathBuf {
+        self.root.join("links")
+    }
+}
+
+/// What `attach_pinned` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// No link was pinned: attached and pinned a new one.
+    New,
+    /// A pinned link on this cgroup now runs the new program.
+    Replaced,
+    /// The pinned link was on another (or a removed) cgroup: a new link replaced it.
+    Moved,
+}
+
+/// Makes `program` run on `cgroup` through the link pinned as `name`.
+///
+/// `attach` creates a new link when one is needed. Replacement goes through
+/// `BPF_LINK_UPDATE`, which swaps the program atomically.
+pub fn attach_pinned(
+    pins: &Pins,
+    name: &str,
+    program: impl AsFd,
+    cgroup_id: u64,
+    attach: impl FnOnce() -> anyhow::Result<FdLink>,
+) -> anyhow::Result<Attached> {
+    let path = pins.links().join(name);
+    let existing = match sys::obj_get(&path) {
+        Ok(fd) => Some(fd),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            return Err(
+                anyhow::Error::new(err).context(format!("opening pinned link {}", path.display()))
+            );
+        }
+    };
+    let Some(link) = existing else {
+        attach()?
+            .pin(&path)
+            .map_err(|e| anyhow::anyhow!("pinning link {}: {e}", path.display()))?;
+        return Ok(Attached::New);
+    };
+    let info = sys::cgroup_link_info(&link)?;
+    if info.cgroup_id == cgroup_id {
+        sys::link_update(link.as_fd(), program.as_fd()).map_err(|e| {
+            anyhow::Error::new(e)
+                .context(format!("replacing the program of link {}", path.display()))
+        })?;
+        info!(
+            program = name,
+            link = info.id,
+            old_program = info.program_id,
+            "adopted pinned link; program replaced in place"
+        );
+        return Ok(Attached::Replaced);
+    }
+    // Attach to the new cgroup first, then swing the pin over and detach the old link,
+    // so the new cgroup is never unguarded.
+    let staging = pins.links().join(format!("{name}.new"));
+    let _ = fs::remove_file(&staging);
+    attach()?
+        .pin(&staging)
+        .map_err(|e| anyhow::anyhow!("pinning link {}: {e}", staging.display()))?;
+    fs::rename(&staging, &path)
+        .map_err(|e| anyhow::Error::new(e).context(format!("replacing pin {}", path.display())))?;
+    if let Err(err) = sys::link_detach(link.as_fd()) {
+        warn!(program = name, link = info.id, error = %err, "detaching the link from the previous cgroup failed");
+    }
+    info!(
+        program = name,
+        old_cgroup = info.cgroup_id,
+        cgroup = cgroup_id,
+        "moved pinned link to the configured cgroup"
+    );
+    Ok(Attached::Moved)
+}
+
+/// Detaches every pinned link and removes every pin under `base`; returns what was
+/// removed, for the operator.
+pub fn remove_all(base: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let root = base.join(LAYOUT);
+    for (dir, detach) in [(root.join("links"), true), (root.join("maps"), false)] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if detach {
+                match sys::obj_get(&path) {
+                    Ok(link) => {
+                        if let Err(err) = sys::link_detach(link.as_fd()) {
+                            warn!(link = %path.display(), error = %err, "detaching failed; removing the pin anyway");
+                        }
+                    }
+                    Err(err) => {
+                        warn!(link = %path.display(), error = %err, "cannot open pinned link");
+                    }
+                }
+            }
+            fs::remove_file(&path).map_err(|e| {
+                anyhow::Error::new(e).context(format!("removing {}", path.display()))
+            })?;
+            removed.push(path);
+        }
+        let _ = fs::remove_dir(&dir);
+    }
+    let _ = fs::remove_dir(&root);
+    let _ = fs::remove_dir(base);
+    Ok(removed)
+}

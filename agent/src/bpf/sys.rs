@@ -1,0 +1,94 @@
+//! The few bpf(2) commands aya 0.14 does not expose for cgroup links: opening a pinned
+//! link, replacing its program in place, reading which cgroup it is attached to, and
+//! detaching it. The attribute layouts come from aya-obj's generated kernel bindings.
+
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    path::Path,
+};
+
+use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_link_info};
+
+/// A cgroup link as the kernel describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLinkInfo {
+    pub id: u32,
+    pub program_id: u32,
+    /// 0 when the cgroup is gone (the link is defunct).
+    pub cgroup_id: u64,
+}
+
+fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<i64> {
+    // SAFETY: `attr` is a valid, zero-initialised-then-filled bpf_attr of the size passed;
+    // the kernel reads (and for some commands writes) only within it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_mut(attr),
+            size_of::<bpf_attr>(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn zeroed() -> bpf_attr {
+    // SAFETY: bpf_attr is a plain C union of integers; all-zero is its documented default.
+    unsafe { std::mem::zeroed() }
+}
+
+/// `BPF_OBJ_GET`: opens a pinned object. `NotFound` when nothing is pinned there.
+pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pin path contains a NUL byte"))?;
+    let mut attr = zeroed();
+    attr.__bindgen_anon_4.pathname = path.as_ptr() as u64;
+    let fd = bpf(bpf_cmd::BPF_OBJ_GET, &mut attr)?;
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("fd out of range"))?;
+    // SAFETY: the kernel just returned this new file descriptor to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `BPF_LINK_UPDATE`: swaps the link's program for `program` atomically; the hook is
+/// never without a program.
+pub fn link_update(link: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = zeroed();
+    attr.link_update.link_fd = raw(link);
+    attr.link_update.__bindgen_anon_1.new_prog_fd = raw(program);
+    bpf(bpf_cmd::BPF_LINK_UPDATE, &mut attr).map(drop)
+}
+
+/// `BPF_LINK_DETACH`: detaches the link now, even if other processes hold it open.
+pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = zeroed();
+    attr.link_detach.link_fd = raw(link);
+    bpf(bpf_cmd::BPF_LINK_DETACH, &mut attr).map(drop)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` on a cgroup link.
+pub fn cgroup_link_info(link: impl AsFd) -> io::Result<CgroupLinkInfo> {
+    // SAFETY: bpf_link_info is a plain C struct of integers and unions of integers.
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut attr = zeroed();
+    attr.info.bpf_fd = raw(link.as_fd());
+    attr.info.info_len = u32::try_from(size_of::<bpf_link_info>()).expect("small struct");
+    attr.info.info = std::ptr::from_mut(&mut info) as u64;
+    bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    // SAFETY: for cgroup links the kernel fills the `cgroup` member of the union.
+    let cgroup_id = unsafe { info.__bindgen_anon_1.cgroup.cgroup_id };
+    Ok(CgroupLinkInfo {
+        id: info.id,
+        program_id: info.prog_id,
+        cgroup_id,
+    })
+}
+
+fn raw(fd: BorrowedFd<'_>) -> u32 {
+    u32::try_from(fd.as_raw_fd()).expect("file descriptors are non-negative")
+}

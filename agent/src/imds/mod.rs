@@ -1,0 +1,161 @@
+//! IMDS enforcement. Programs on the pod cgroup guard every way out of a pod towards the
+//! blocked prefixes: `connect4`/`connect6` (TCP, connected UDP, TCP Fast Open),
+//! `sendmsg4`/`sendmsg6` (unconnected UDP) and `cgroup_skb/egress` (raw sockets). They
+//! apply to every pod whatever its network, hostNetwork pods included, and to pods and
+//! containers created later, since cgroup programs reach all descendants. Links and maps
+//! are pinned: enforcement stays when the agent stops, and a new agent adopts it.
+
+mod events;
+mod maps;
+mod reconcile;
+
+use std::{os::unix::fs::MetadataExt as _, path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    maps::{PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, links::FdLink},
+};
+use nodeward_common::imds as shared;
+use tokio::{io::unix::AsyncFd, sync::watch};
+use tracing::info;
+
+use self::{maps::ImdsMaps, reconcile::Reconciler};
+use crate::{
+    bpf::{self, Pins},
+    caps,
+    cgroup::open_cgroup,
+    config::Config,
+    identity::CgroupIndex,
+    module::{Module, ModuleContext},
+    pods::PodSnapshot,
+};
+
+/// The programs on sockets: (name, what they guard).
+const SOCK_ADDR_PROGRAMS: [&str; 4] = [
+    shared::PROG_CONNECT4,
+    shared::PROG_CONNECT6,
+    shared::PROG_SENDMSG4,
+    shared::PROG_SENDMSG6,
+];
+
+pub struct ImdsEnforcer {
+    cgroup_root: PathBuf,
+    pod_cgroup: PathBuf,
+    config: watch::Receiver<Arc<Config>>,
+    pods: watch::Receiver<PodSnapshot>,
+    /// The loaded programs; the pinned links keep them attached whether or not this lives.
+    ebpf: Option<Ebpf>,
+}
+
+impl ImdsEnforcer {
+    pub fn new(
+        cgroup_root: PathBuf,
+        pod_cgroup: PathBuf,
+        config: watch::Receiver<Arc<Config>>,
+        pods: watch::Receiver<PodSnapshot>,
+    ) -> Self {
+        Self {
+            cgroup_root,
+            pod_cgroup,
+            config,
+            pods,
+            ebpf: None,
+        }
+    }
+}
+
+impl Module for ImdsEnforcer {
+    fn name(&self) -> &'static str {
+        "imds"
+    }
+
+    fn can_run(&self) -> Result<(), String> {
+        if !self.pod_cgroup.is_dir() {
+            return Err(format!(
+                "pod cgroup {} does not exist",
+                self.pod_cgroup.display()
+            ));
+        }
+        caps::require_bpf()
+    }
+
+    fn start(&mut self, ctx: &ModuleContext) -> anyhow::Result<()> {
+        let config = self.config.borrow().clone();
+        let pins = Pins::open(&config.bpf_pin_path)?;
+        let mut ebpf = bpf::load_object(&pins)?;
+
+        // The maps are right before any program runs, whether they are new or adopted.
+        let index = CgroupIndex::new(self.cgroup_root.clone(), self.pod_cgroup.clone());
+        let mut reconciler = Reconciler::new(ImdsMaps::take(&mut ebpf)?, index);
+        reconciler.apply(&config.imds, &self.pods.borrow())?;
+
+        let cgroup = open_cgroup(&self.pod_cgroup)?;
+        let cgroup_id = std::fs::metadata(&self.pod_cgroup)
+            .with_context(|| format!("reading {}", self.pod_cgroup.display()))?
+            .ino();
+        // aya attaches through bpf_link_create, and cgroup links always join the cgroup's
+        // program list in multi mode (other programs, such as Cilium's or systemd's, keep
+        // running). The kernel refuses explicit attach flags on links with EINVAL
+        // (kernel/bpf/cgroup.c, cgroup_bpf_link_attach), so `Single` (flags 0) is the mode
+        // that yields a multi attachment here.
+        for name in SOCK_ADDR_PROGRAMS {
+            let program = bpf::load_program::<CgroupSockAddr>(&mut ebpf, name)?;
+            let fd = program.fd()?.try_clone()?;
+            let how = bpf::attach_pinned(&pins, name, &fd, cgroup_id, || {
+                let id = program.attach(&cgroup, CgroupAttachMode::Single)?;
+                Ok(FdLink::try_from(program.take_link(id)?)?)
+            })?;
+            info!(program = name, ?how, "attached");
+        }
+        let program = bpf::load_program::<CgroupSkb>(&mut ebpf, shared::PROG_EGRESS)?;
+        let fd = program.fd()?.try_clone()?;
+        let how = bpf::attach_pinned(&pins, shared::PROG_EGRESS, &fd, cgroup_id, || {
+            let id = program.attach(
+                &cgroup,
+                CgroupSkbAttachType::Egress,
+                CgroupAttachMode::Single,
+            )?;
+            Ok(FdLink::try_from(program.take_link(id)?)?)
+        })?;
+        info!(program = shared::PROG_EGRESS, ?how, "attached");
+        info!(cgroup = %self.pod_cgroup.display(), pins = %config.bpf_pin_path.display(), mode = ?config.imds.mode, "IMDS enforcement active");
+
+        let ring: RingBuf<_> = bpf::take_map(&mut ebpf, shared::MAP_EVENTS)?;
+        let stats: PerCpuArray<_, u64> = bpf::take_map(&mut ebpf, shared::MAP_STATS)?;
+        let accounts = events::Accounts::new(
+            bpf::take_map(&mut ebpf, shared::MAP_SEEN)?,
+            bpf::take_map(&mut ebpf, shared::MAP_REPORTED)?,
+        );
+        // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long
+        // as the AsyncFd (which owns the RingBuf) lives.
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow::Error::new(e.into_parts().1))
+            .context("registering the IMDS ring buffer with tokio")?;
+        let token = ctx.supervisor.token();
+        ctx.supervisor.spawn(
+            "imds-events",
+            events::read(ring, accounts, ctx.events.clone(), token.clone()),
+        );
+        ctx.supervisor.spawn(
+            "imds-losses",
+            events::watch_losses(stats, ctx.events.clone(), token.clone()),
+        );
+        ctx.supervisor.spawn(
+            "imds-reconcile",
+            reconciler.run(self.config.clone(), self.pods.clone(), token.clone()),
+        );
+        self.ebpf = Some(ebpf);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if self.ebpf.take().is_some() {
+            info!(
+                cgroup = %self.pod_cgroup.display(),
+                "IMDS enforcement stays attached (pinned); `nodeward-agent uninstall` removes it"
+            );
+        }
+    }
+}
