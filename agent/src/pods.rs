@@ -34,6 +34,33 @@ pub struct PodMeta {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub host_network: bool,
+    /// The workload that owns the pod (a ReplicaSet's Deployment is named, not the
+    /// ReplicaSet), when known.
+    #[serde(default)]
+    pub owner: Option<Owner>,
+    /// The pod's containers, for images and container names.
+    #[serde(default)]
+    pub containers: Vec<ContainerMeta>,
+}
+
+/// A pod's controlling workload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Owner {
+    /// `Deployment`, `DaemonSet`, `StatefulSet`, `Job`, `CronJob`, ...
+    pub kind: String,
+    pub name: String,
+}
+
+/// One container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerMeta {
+    pub name: String,
+    pub image: String,
+    /// Runtime id without the `containerd://` prefix; empty until the container started.
+    #[serde(default)]
+    pub id: String,
 }
 
 /// Every known pod by UID; cheap to clone and share.

@@ -57,6 +57,8 @@ fn names_pod_container_process_and_destination() {
         service_account: "web".into(),
         labels: [("app".to_owned(), "web".to_owned())].into(),
         host_network: true,
+        owner: None,
+        containers: Vec::new(),
     };
     let mut builder = FindingBuilder::new(index, BootClock::new(), pods(Some(meta)));
 
