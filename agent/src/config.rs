@@ -9,9 +9,10 @@ use nodeward_runtime::config::Validate;
 use serde::Deserialize;
 
 pub use self::imds::{ImdsConfig, ImdsMode};
+use crate::rules::spec::RulesConfig;
 
 /// The agent's configuration as written in its file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
     /// Name of this node; defaults to the `NODE_NAME` environment variable.
@@ -33,6 +34,12 @@ pub struct Config {
     /// Pod metadata when there is no Kubernetes API to ask.
     #[serde(default)]
     pub pods: Option<PodsConfig>,
+    /// The runtime sensors.
+    #[serde(default)]
+    pub sensors: SensorsConfig,
+    /// Changes to the built-in detection rules, and rules of this cluster's own.
+    #[serde(default)]
+    pub rules: RulesConfig,
     pub collector: CollectorConfig,
 }
 
@@ -43,6 +50,31 @@ pub struct PodsConfig {
     /// YAML `{pods: [{uid, name, namespace, serviceAccount, labels, hostNetwork}]}`,
     /// re-read when it changes.
     pub file: PathBuf,
+}
+
+/// Which runtime sensors run, and on what.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SensorsConfig {
+    /// Report every exec (binary, argv, terminal, parent).
+    #[serde(default = "yes")]
+    pub exec: bool,
+    /// Watch the whole node, not only processes below the pod cgroup.
+    #[serde(default)]
+    pub host_processes: bool,
+}
+
+impl Default for SensorsConfig {
+    fn default() -> Self {
+        Self {
+            exec: true,
+            host_processes: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_bpf_pin_path() -> PathBuf {
@@ -112,6 +144,7 @@ impl Config {
 impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
         self.imds.validate()?;
+        crate::rules::RuleSet::build(&self.rules)?;
         if let Some(p) = &self.pod_cgroup_path
             && (p.is_absolute()
                 || p.components()

@@ -1,7 +1,7 @@
 //! Re-reads the configuration file when it changes (including a ConfigMap's symlink swap)
 //! and publishes it if it is valid. An invalid edit is reported and ignored as a whole:
-//! nothing is half-applied, and the running settings stay. Only the `imds` section takes
-//! effect live; other changes are reported as waiting for a restart.
+//! nothing is half-applied, and the running settings stay. The `imds` and `rules` sections
+//! take effect live; other changes are reported as waiting for a restart.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -47,20 +47,20 @@ fn reload(path: &std::path::Path, tx: &watch::Sender<Arc<Config>>) {
     if *current == new {
         return;
     }
-    let restart_needed = Config {
-        imds: current.imds.clone(),
-        ..new.clone()
-    } != *current;
-    if restart_needed {
-        warn!("configuration changed outside `imds`; those changes take effect after a restart");
+    // `imds` and `rules` apply live; everything else keeps its running value until a restart.
+    let live = Config {
+        imds: new.imds.clone(),
+        rules: new.rules.clone(),
+        ..Config::clone(&current)
+    };
+    if live != new {
+        warn!(
+            "configuration changed outside `imds` and `rules`; those changes take effect after a restart"
+        );
     }
-    if new.imds != current.imds {
-        info!(mode = ?new.imds.mode, "configuration reloaded; applying the imds settings");
-        // Keep the running values of everything that needs a restart.
-        tx.send_replace(Arc::new(Config {
-            imds: new.imds,
-            ..Config::clone(&current)
-        }));
+    if live != *current {
+        info!(mode = ?new.imds.mode, "configuration reloaded; applying the imds and rules settings");
+        tx.send_replace(Arc::new(live));
     }
 }
 

@@ -2,11 +2,15 @@
 
 use nodeward_common::imds::ImdsEvent;
 
+use crate::exec::ExecInfo;
+
 #[derive(Debug, Clone)]
 pub enum Event {
     /// Attempts to reach a blocked IMDS address: a kernel report (or, with `hook` set to
     /// `HOOK_NONE`, counted attempts no report carried), standing for `count` attempts.
     Imds { event: ImdsEvent, count: u64 },
+    /// An exec in a watched process.
+    Exec(Box<ExecInfo>),
     /// The cumulative number of reports a module's kernel side could not deliver (ring
     /// buffer full); the pipeline reports growth past what it already reported.
     Lost { source: &'static str, total: u64 },

@@ -5,22 +5,28 @@
 //! collector, until SIGTERM or SIGINT.
 
 mod bpf;
+mod btf;
 mod caps;
 mod cgroup;
 mod clock;
 mod config;
 mod config_watch;
+mod detect;
 mod event;
+mod exec;
 mod file_watch;
 mod findings;
 mod identity;
 mod imds;
+mod kube;
 mod module;
 mod outbox;
 mod pipeline;
 mod pods;
+mod process_table;
 mod procinfo;
 mod repeats;
+mod rules;
 mod stream;
 mod supervisor;
 mod uninstall;
@@ -34,9 +40,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    clock::BootClock,
     config::{Config, TlsMode},
-    findings::FindingBuilder,
+    detect::Detector,
+    exec::ExecSensor,
     identity::CgroupIndex,
     imds::ImdsEnforcer,
     module::{Module, ModuleContext},
@@ -117,6 +123,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
+    let mut signals =
+        nodeward_runtime::ShutdownSignals::install().context("installing signal handlers")?;
     let node_name = config
         .resolved_node_name()
         .context("nodeName is not set in the config and NODE_NAME is empty")?;
@@ -141,24 +149,16 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let supervisor = Supervisor::new();
     let token = supervisor.token().clone();
 
-    // Inputs that change while the agent runs: its own configuration and pod metadata.
-    // With no metadata source the snapshot stays empty; its sender is kept so the
-    // channel stays open.
-    let (pods, _no_pod_source) = if let Some(source) = &config.pods {
-        let (rx, task) = pods::watch_file(source.file.clone(), token.clone());
-        supervisor.spawn("pods-file", task);
-        (rx, None)
-    } else {
-        if !config.imds.allow.is_empty() {
-            warn!(
-                "imds.allow is set but there is no pod metadata source (pods.file); no pod is allowed"
-            );
-        }
-        let (tx, rx) = watch::channel(PodSnapshot::default());
-        (rx, Some(tx))
-    };
+    let (pods, _no_pod_source) = pod_metadata(&config, &supervisor);
+    let pod_source = config.pods.is_some();
     let repeat_window = Duration::from_secs(u64::from(config.imds.repeat_window_seconds));
+    let rules = rules::RuleSet::build(&config.rules).map_err(anyhow::Error::msg)?;
+    let sensors = config.sensors.clone();
     let endpoint = config.collector.endpoint.clone();
+    // One object for every module, so each map exists once; IMDS maps are adopted from
+    // the pins if an earlier agent left them.
+    let pins = bpf::Pins::open(&config.bpf_pin_path)?;
+    let mut ebpf = bpf::load_object(&pins)?;
     let (config, config_task) = config_watch::watch(config_path, config, token.clone());
     supervisor.spawn("config-file", config_task);
 
@@ -166,33 +166,44 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let ctx = ModuleContext {
         supervisor: supervisor.clone(),
         events,
+        pins,
     };
     let mut modules: Vec<Box<dyn Module>> = vec![Box::new(ImdsEnforcer::new(
         cgroup_root.clone(),
         pod_cgroup.clone(),
-        config,
+        config.clone(),
         pods.clone(),
     ))];
+    if sensors.exec {
+        modules.push(Box::new(ExecSensor::new(
+            cgroup_root.clone(),
+            pod_cgroup.clone(),
+            sensors.host_processes,
+        )));
+    }
     for module in &mut modules {
         module
             .can_run()
             .map_err(|why| anyhow!("module {} cannot run: {why}", module.name()))?;
         module
-            .start(&ctx)
+            .start(&ctx, &mut ebpf)
             .with_context(|| format!("starting module {}", module.name()))?;
     }
     // Only the modules' own tasks may hold senders now, so the pipeline ends (after
     // draining) once they stop.
     drop(ctx);
 
-    let builder = FindingBuilder::new(
+    let detector = Detector::new(
+        rules,
         CgroupIndex::new(cgroup_root, pod_cgroup),
-        BootClock::new(),
-        pods,
+        pods.clone(),
+        pod_source,
+        repeat_window,
     );
+    let inputs = pipeline::Inputs { config, pods };
     supervisor.spawn(
         "pipeline",
-        pipeline::run(events_rx, builder, outbox.clone(), repeat_window),
+        pipeline::run(events_rx, detector, outbox.clone(), inputs),
     );
     let identity = stream::Identity {
         node_name,
@@ -204,14 +215,41 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         stream::run(endpoint, identity, outbox, token.clone()),
     );
 
+    let running: Vec<&str> = modules.iter().map(|m| m.name()).collect();
+    info!(modules = ?running, "nodeward agent running");
     tokio::select! {
-        signal = nodeward_runtime::shutdown_signal() => info!(signal, "shutting down"),
+        signal = signals.recv() => info!(signal, "shutting down"),
         () = token.cancelled() => {}
     }
     for module in modules.iter_mut().rev() {
         module.stop();
     }
+    // Unloads the sensors' programs; pinned enforcement stays.
+    drop(ebpf);
     supervisor.shutdown(SHUTDOWN_GRACE).await
+}
+
+/// Pod metadata: from `pods.file` when configured. With no source the snapshot stays
+/// empty; its sender is returned so the channel stays open.
+fn pod_metadata(
+    config: &Config,
+    supervisor: &Supervisor,
+) -> (
+    watch::Receiver<PodSnapshot>,
+    Option<watch::Sender<PodSnapshot>>,
+) {
+    if let Some(source) = &config.pods {
+        let (rx, task) = pods::watch_file(source.file.clone(), supervisor.token().clone());
+        supervisor.spawn("pods-file", task);
+        return (rx, None);
+    }
+    if !config.imds.allow.is_empty() {
+        warn!(
+            "imds.allow is set but there is no pod metadata source (pods.file); no pod is allowed"
+        );
+    }
+    let (tx, rx) = watch::channel(PodSnapshot::default());
+    (rx, Some(tx))
 }
 
 fn boot_id() -> String {

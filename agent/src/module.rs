@@ -1,9 +1,10 @@
 //! Sensors and enforcers share one small life cycle, so `main` can start whatever this
 //! node supports and say plainly why the rest cannot run.
 
+use aya::Ebpf;
 use tokio::sync::mpsc;
 
-use crate::{event::Event, supervisor::Supervisor};
+use crate::{bpf::Pins, event::Event, supervisor::Supervisor};
 
 /// What a module gets to run with.
 #[derive(Clone)]
@@ -12,6 +13,8 @@ pub struct ModuleContext {
     pub supervisor: Supervisor,
     /// Where modules deliver what they see.
     pub events: mpsc::Sender<Event>,
+    /// Where what must outlive the agent is pinned.
+    pub pins: Pins,
 }
 
 /// An enforcer or sensor.
@@ -23,8 +26,9 @@ pub trait Module {
     /// privilege); checked before `start`.
     fn can_run(&self) -> Result<(), String>;
 
-    /// Loads and attaches what the module needs and spawns its tasks.
-    fn start(&mut self, ctx: &ModuleContext) -> anyhow::Result<()>;
+    /// Loads and attaches what the module needs from the one loaded object (shared, so each
+    /// map exists once) and spawns its tasks.
+    fn start(&mut self, ctx: &ModuleContext, ebpf: &mut Ebpf) -> anyhow::Result<()>;
 
     /// Releases what `start` acquired. Tasks stop through the cancellation token.
     fn stop(&mut self);

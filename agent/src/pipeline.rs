@@ -1,55 +1,107 @@
-//! From module events to the outbox: build findings, fold repeats, account for losses.
-//! Building a finding reads /proc and the cgroup tree and every append is a durable disk
-//! write, so that work runs with `block_in_place`.
+//! From module events to the outbox: judge them, fold repeats, account for losses.
+//! Judging reads /proc and the cgroup tree and every append is a durable disk write, so
+//! that work runs with `block_in_place`.
 
-use std::time::{Duration, Instant};
-
-use tokio::sync::mpsc;
-use tracing::info;
-
-use crate::{
-    event::Event,
-    findings::{self, FindingBuilder, ImdsRepeatKey},
-    outbox::Outbox,
-    repeats::Repeats,
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
-/// How often closed repeat windows are looked for.
-const TICK: Duration = Duration::from_secs(1);
+use nodeward_proto::model::Finding;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
 
-/// Returns when every event sender is gone, after storing all that were queued and every
-/// pending repeat.
+use crate::{
+    config::Config,
+    detect::{
+        Detector,
+        imds::{self, ImdsRepeatKey},
+    },
+    event::Event,
+    findings,
+    outbox::Outbox,
+    pods::PodSnapshot,
+    repeats::Repeats,
+    rules::RuleSet,
+};
+
+/// How often held events and closed repeat windows are looked for.
+const TICK: Duration = Duration::from_millis(250);
+
+/// What the pipeline watches besides events.
+pub struct Inputs {
+    pub config: watch::Receiver<Arc<Config>>,
+    pub pods: watch::Receiver<PodSnapshot>,
+}
+
+/// Returns when every event sender is gone, after storing all that were queued, every
+/// held event and every pending repeat.
 pub async fn run(
     mut events: mpsc::Receiver<Event>,
-    mut builder: FindingBuilder,
+    mut detector: Detector,
     outbox: Outbox,
-    repeat_window: Duration,
+    mut inputs: Inputs,
 ) -> anyhow::Result<()> {
-    let mut repeats: Repeats<ImdsRepeatKey> = Repeats::new(repeat_window);
+    let window = Duration::from_secs(u64::from(inputs.config.borrow().imds.repeat_window_seconds));
+    let mut imds_repeats: Repeats<ImdsRepeatKey> = Repeats::new(window);
     let mut tick = tokio::time::interval(TICK);
     loop {
-        tokio::select! {
+        let findings = tokio::select! {
             event = events.recv() => match event {
-                Some(Event::Imds { event, count }) => {
-                    let finding = tokio::task::block_in_place(|| builder.imds(&event, count));
-                    if let Some(finding) = repeats.admit(findings::imds_repeat_key(&event), finding, Instant::now()) {
-                        store(&outbox, finding, None)?;
-                    }
-                }
-                Some(Event::Lost { source, total }) => account_losses(&outbox, source, total)?,
+                Some(event) => handle(event, &mut detector, &mut imds_repeats, &outbox)?,
                 None => break,
             },
             _ = tick.tick() => {
-                for finding in repeats.due(Instant::now()) {
-                    store(&outbox, finding, None)?;
-                }
+                let now = Instant::now();
+                let mut due = tokio::task::block_in_place(|| detector.on_tick(now));
+                due.extend(imds_repeats.due(now));
+                due
             }
+            Ok(()) = inputs.pods.changed() => tokio::task::block_in_place(|| detector.on_tick(Instant::now())),
+            Ok(()) = inputs.config.changed() => {
+                let rules = inputs.config.borrow().rules.clone();
+                match RuleSet::build(&rules) {
+                    Ok(rules) => {
+                        info!("detection rules reloaded");
+                        detector.set_rules(rules);
+                    }
+                    Err(error) => warn!(%error, "detection rules not reloaded"),
+                }
+                Vec::new()
+            }
+        };
+        for finding in findings {
+            store(&outbox, finding, None)?;
         }
     }
-    for finding in repeats.drain() {
+    let now = Instant::now();
+    for finding in detector.drain(now).into_iter().chain(imds_repeats.drain()) {
         store(&outbox, finding, None)?;
     }
     Ok(())
+}
+
+fn handle(
+    event: Event,
+    detector: &mut Detector,
+    imds_repeats: &mut Repeats<ImdsRepeatKey>,
+    outbox: &Outbox,
+) -> anyhow::Result<Vec<Finding>> {
+    let now = Instant::now();
+    Ok(match event {
+        Event::Imds { event, count } => {
+            let finding = tokio::task::block_in_place(|| detector.imds(&event, count));
+            imds_repeats
+                .admit(imds::repeat_key(&event), finding, now)
+                .into_iter()
+                .collect()
+        }
+        Event::Exec(exec) => tokio::task::block_in_place(|| detector.on_exec(*exec, now)),
+        Event::Lost { source, total } => {
+            account_losses(outbox, source, total)?;
+            Vec::new()
+        }
+    })
 }
 
 /// Reports losses past what was reported before (kept in the outbox, so a restart neither
@@ -73,11 +125,7 @@ fn account_losses(outbox: &Outbox, source: &str, total: u64) -> anyhow::Result<(
     })
 }
 
-fn store(
-    outbox: &Outbox,
-    finding: nodeward_proto::model::Finding,
-    counter: Option<(&str, u64)>,
-) -> anyhow::Result<()> {
+fn store(outbox: &Outbox, finding: Finding, counter: Option<(&str, u64)>) -> anyhow::Result<()> {
     let (rule, summary) = (finding.rule_id.clone(), finding.summary.clone());
     let seq = tokio::task::block_in_place(|| outbox.append(finding, counter))?;
     info!(seq, rule, summary, "finding");

@@ -5,6 +5,7 @@
 //! separately (different targets, different toolchains) and must agree byte for byte.
 #![no_std]
 
+pub mod exec;
 pub mod imds;
 
 /// Length of `task_struct::comm`, including the trailing NUL.

@@ -1,11 +1,14 @@
 //! Maps shared by the programs. Names must match the `MAP_*` constants in
-//! `nodeward_common`, which is how the agent finds them. Every map is pinned by name under
-//! the agent's pin path, so a restarted agent adopts the same state and enforcement never
-//! depends on the agent process being alive.
+//! `nodeward_common`, which is how the agent finds them. The IMDS maps are pinned by name
+//! under the agent's pin path, so a restarted agent adopts the same state and enforcement
+//! never depends on the agent process being alive; the sensors' maps live with the agent.
 
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use nodeward_common::exec::{
+    EVENTS_RING_BYTES as EXEC_RING_BYTES, ExecConfig, STAT_COUNT as EXEC_STAT_COUNT,
 };
 use nodeward_common::imds::{
     EVENTS_RING_BYTES, ImdsConfig, ImdsKey, ImdsSeen, MAX_ALLOWED_PODS, MAX_BLOCKED_PREFIXES,
@@ -36,6 +39,15 @@ pub static IMDS_EVENTS: RingBuf = RingBuf::pinned(EVENTS_RING_BYTES, 0);
 
 #[map]
 pub static IMDS_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
+
+#[map]
+pub static EXEC_CONFIG: Array<ExecConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static EXEC_EVENTS: RingBuf = RingBuf::with_byte_size(EXEC_RING_BYTES, 0);
+
+#[map]
+pub static EXEC_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EXEC_STAT_COUNT, 0);
 
 /// Adds one to a per-CPU counter. Per-CPU slots need no atomics: a program does not
 /// migrate between CPUs while it runs.

@@ -145,54 +145,51 @@ impl From<model::Destination> for v1::NetworkDestination {
     }
 }
 
-impl From<v1::Pod> for model::Pod {
-    fn from(value: v1::Pod) -> Self {
-        Self {
-            uid: value.uid,
-            namespace: value.namespace,
-            name: value.name,
-            service_account: value.service_account,
-            host_network: value.host_network,
-            labels: value.labels.into_iter().collect(),
+/// Moves the fields two structs share by name, in both directions.
+macro_rules! same_fields {
+    ($wire:ty, $domain:ty, { $($field:ident),* } $(, map { $($mapped:ident),* })?) => {
+        impl From<$wire> for $domain {
+            fn from(value: $wire) -> Self {
+                Self { $($field: value.$field,)* $($($mapped: value.$mapped.into_iter().collect(),)*)? }
+            }
         }
+        impl From<$domain> for $wire {
+            fn from(value: $domain) -> Self {
+                Self { $($field: value.$field,)* $($($mapped: value.$mapped.into_iter().collect(),)*)? }
+            }
+        }
+    };
+}
+
+same_fields!(v1::Pod, model::Pod, { uid, namespace, name, service_account, host_network, identity_pending, owner }, map { labels });
+same_fields!(v1::Container, model::Container, { id, name, image });
+same_fields!(v1::Process, model::Process, { pid, ppid, uid, gid, comm, cgroup_id, binary, args, tty, truncated });
+
+impl TryFrom<v1::FindingCategory> for model::Category {
+    type Error = ConvertError;
+    fn try_from(value: v1::FindingCategory) -> Result<Self> {
+        Ok(match value {
+            v1::FindingCategory::Enforcement => Self::Enforcement,
+            v1::FindingCategory::Runtime => Self::Runtime,
+            v1::FindingCategory::Posture => Self::Posture,
+            v1::FindingCategory::Health => Self::Health,
+            v1::FindingCategory::Unspecified => {
+                return Err(ConvertError::BadEnum {
+                    field: "category",
+                    value: 0,
+                });
+            }
+        })
     }
 }
 
-impl From<model::Pod> for v1::Pod {
-    fn from(value: model::Pod) -> Self {
-        Self {
-            uid: value.uid,
-            namespace: value.namespace,
-            name: value.name,
-            service_account: value.service_account,
-            host_network: value.host_network,
-            labels: value.labels.into_iter().collect(),
-        }
-    }
-}
-
-impl From<v1::Process> for model::Process {
-    fn from(value: v1::Process) -> Self {
-        Self {
-            pid: value.pid,
-            uid: value.uid,
-            comm: value.comm,
-            cgroup_id: value.cgroup_id,
-            binary: value.binary,
-            args: value.args,
-        }
-    }
-}
-
-impl From<model::Process> for v1::Process {
-    fn from(value: model::Process) -> Self {
-        Self {
-            pid: value.pid,
-            uid: value.uid,
-            comm: value.comm,
-            cgroup_id: value.cgroup_id,
-            binary: value.binary,
-            args: value.args,
+impl From<model::Category> for v1::FindingCategory {
+    fn from(value: model::Category) -> Self {
+        match value {
+            model::Category::Enforcement => Self::Enforcement,
+            model::Category::Runtime => Self::Runtime,
+            model::Category::Posture => Self::Posture,
+            model::Category::Health => Self::Health,
         }
     }
 }
@@ -209,6 +206,12 @@ impl TryFrom<v1::Finding> for model::Finding {
                 value: value.severity,
             })?
             .try_into()?;
+        let category = v1::FindingCategory::try_from(value.category)
+            .map_err(|_| ConvertError::BadEnum {
+                field: "category",
+                value: value.category,
+            })?
+            .try_into()?;
         Ok(Self {
             seq: value.seq,
             time: timestamp("time", value.time)?,
@@ -216,7 +219,7 @@ impl TryFrom<v1::Finding> for model::Finding {
             severity,
             summary: value.summary,
             pod: value.pod.map(Into::into),
-            container: value.container.map(|c| model::Container { id: c.id }),
+            container: value.container.map(Into::into),
             process: value.process.map(Into::into),
             destination: value.destination.map(TryInto::try_into).transpose()?,
             verdict: verdict(value.verdict)?,
@@ -229,6 +232,10 @@ impl TryFrom<v1::Finding> for model::Finding {
                 .last_seen
                 .map(|t| timestamp("last_seen", Some(t)))
                 .transpose()?,
+            category,
+            techniques: value.techniques,
+            parent: value.parent.map(Into::into),
+            description: value.description,
         })
     }
 }
@@ -242,13 +249,17 @@ impl From<model::Finding> for v1::Finding {
             severity: v1::Severity::from(value.severity).into(),
             summary: value.summary,
             pod: value.pod.map(Into::into),
-            container: value.container.map(|c| v1::Container { id: c.id }),
+            container: value.container.map(Into::into),
             process: value.process.map(Into::into),
             destination: value.destination.map(Into::into),
             verdict: wire_verdict(value.verdict).into(),
             count: value.count,
             first_seen: value.first_seen.map(wire_timestamp),
             last_seen: value.last_seen.map(wire_timestamp),
+            category: v1::FindingCategory::from(value.category).into(),
+            techniques: value.techniques,
+            parent: value.parent.map(Into::into),
+            description: value.description,
         }
     }
 }

@@ -7,6 +7,21 @@ use std::{collections::BTreeMap, fmt, net::IpAddr};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+/// What kind of thing a finding is about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// nodeward refused something (IMDS enforcement).
+    Enforcement,
+    /// A detection rule fired on runtime behaviour.
+    #[default]
+    Runtime,
+    /// A node's configuration regressed.
+    Posture,
+    /// nodeward's own health: lost events, silent nodes.
+    Health,
+}
+
 /// How urgently a finding needs a person.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,19 +98,33 @@ pub struct Pod {
     pub host_network: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Only the UID was known when the finding was made; the rest is empty on purpose.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub identity_pending: bool,
+    /// The controlling workload, e.g. `Deployment/web`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Process {
     pub pid: u32,
+    #[serde(default)]
+    pub ppid: u32,
     pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
     pub comm: String,
     pub cgroup_id: u64,
     /// Path of the executable; empty when unknown.
@@ -104,6 +133,12 @@ pub struct Process {
     /// argv; empty when unknown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// The process has a controlling terminal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// argv or the binary path was cut to the sensor's limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +176,16 @@ pub struct Finding {
     pub first_seen: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Timestamp>,
+    #[serde(default)]
+    pub category: Category,
+    /// MITRE ATT&CK technique ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub techniques: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Process>,
+    /// Longer explanation of the rule, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 fn one() -> u64 {
@@ -169,6 +214,10 @@ impl Finding {
             count: 1,
             first_seen: None,
             last_seen: None,
+            category: Category::default(),
+            techniques: Vec::new(),
+            parent: None,
+            description: String::new(),
         }
     }
 }

@@ -48,17 +48,41 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-/// Completes on SIGTERM (how Kubernetes stops a pod) or SIGINT, naming which.
+/// SIGTERM (how Kubernetes stops a pod) and SIGINT, caught from the moment this is
+/// created: install it before slow start-up work, so a stop during start-up is a clean
+/// shutdown rather than the default action (death).
+pub struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers; needs a tokio runtime with signals enabled.
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Completes on the next (or an already received) signal, naming it.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT, naming which.
 ///
 /// # Panics
 ///
 /// If the signal handlers cannot be installed (no tokio runtime with signals enabled).
 pub async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
+    ShutdownSignals::install()
+        .expect("installing signal handlers")
+        .recv()
+        .await
 }

@@ -1,7 +1,9 @@
 //! The embedded eBPF object, and one way to load programs from it that keeps the
 //! verifier's output in the error (instead of `program_mut(..).unwrap()` scattered about).
 
+pub mod losses;
 mod pins;
+pub mod ring;
 mod sys;
 
 use aya::{

@@ -7,14 +7,12 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aya::maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, MapData, MapError, RingBuf};
 use nix::time::{ClockId, clock_gettime};
-use nodeward_common::imds::{
-    HOOK_NONE, ImdsEvent, ImdsKey, ImdsSeen, REPORT_INTERVAL_NS, STAT_EVENTS_LOST,
-};
+use nodeward_common::imds::{HOOK_NONE, ImdsEvent, ImdsKey, ImdsSeen, REPORT_INTERVAL_NS};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::event::Event;
 
@@ -22,8 +20,6 @@ use crate::event::Event;
 const SWEEP: Duration = Duration::from_secs(1);
 /// Sweeps between prunings of `IMDS_REPORTED` entries whose counter is gone.
 const PRUNE_EVERY: u32 = 30;
-/// How often the kernel's lost-report counter is read.
-const LOSS_POLL: Duration = Duration::from_secs(5);
 
 /// Turns attempt totals into counts of attempts not yet reported.
 pub struct Accounts {
@@ -174,41 +170,4 @@ fn boot_ns() -> u64 {
         u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000
             + u64::try_from(ts.tv_nsec()).unwrap_or(0)
     })
-}
-
-/// Sends the kernel's cumulative lost-report count at start and whenever it grows; the
-/// pipeline turns growth past what it already reported into an `events-lost` finding.
-pub async fn watch_losses(
-    stats: PerCpuArray<MapData, u64>,
-    events: mpsc::Sender<Event>,
-    token: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut sent = None;
-    let mut tick = tokio::time::interval(LOSS_POLL);
-    loop {
-        tokio::select! {
-            () = token.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        let total = match stats.get(&STAT_EVENTS_LOST, 0) {
-            Ok(per_cpu) => per_cpu.iter().sum::<u64>(),
-            Err(error) => {
-                debug!(%error, "reading IMDS loss counters");
-                continue;
-            }
-        };
-        if sent != Some(total) {
-            if events
-                .send(Event::Lost {
-                    source: "imds",
-                    total,
-                })
-                .await
-                .is_err()
-            {
-                return Ok(());
-            }
-            sent = Some(total);
-        }
-    }
 }

@@ -23,8 +23,7 @@ use tracing::info;
 
 use self::{maps::ImdsMaps, reconcile::Reconciler};
 use crate::{
-    bpf::{self, Pins},
-    caps,
+    bpf, caps,
     cgroup::open_cgroup,
     config::Config,
     identity::CgroupIndex,
@@ -45,8 +44,7 @@ pub struct ImdsEnforcer {
     pod_cgroup: PathBuf,
     config: watch::Receiver<Arc<Config>>,
     pods: watch::Receiver<PodSnapshot>,
-    /// The loaded programs; the pinned links keep them attached whether or not this lives.
-    ebpf: Option<Ebpf>,
+    started: bool,
 }
 
 impl ImdsEnforcer {
@@ -61,7 +59,7 @@ impl ImdsEnforcer {
             pod_cgroup,
             config,
             pods,
-            ebpf: None,
+            started: false,
         }
     }
 }
@@ -81,14 +79,13 @@ impl Module for ImdsEnforcer {
         caps::require_bpf()
     }
 
-    fn start(&mut self, ctx: &ModuleContext) -> anyhow::Result<()> {
+    fn start(&mut self, ctx: &ModuleContext, ebpf: &mut Ebpf) -> anyhow::Result<()> {
         let config = self.config.borrow().clone();
-        let pins = Pins::open(&config.bpf_pin_path)?;
-        let mut ebpf = bpf::load_object(&pins)?;
+        let pins = &ctx.pins;
 
         // The maps are right before any program runs, whether they are new or adopted.
         let index = CgroupIndex::new(self.cgroup_root.clone(), self.pod_cgroup.clone());
-        let mut reconciler = Reconciler::new(ImdsMaps::take(&mut ebpf)?, index);
+        let mut reconciler = Reconciler::new(ImdsMaps::take(ebpf)?, index);
         reconciler.apply(&config.imds, &self.pods.borrow())?;
 
         let cgroup = open_cgroup(&self.pod_cgroup)?;
@@ -101,17 +98,17 @@ impl Module for ImdsEnforcer {
         // (kernel/bpf/cgroup.c, cgroup_bpf_link_attach), so `Single` (flags 0) is the mode
         // that yields a multi attachment here.
         for name in SOCK_ADDR_PROGRAMS {
-            let program = bpf::load_program::<CgroupSockAddr>(&mut ebpf, name)?;
+            let program = bpf::load_program::<CgroupSockAddr>(ebpf, name)?;
             let fd = program.fd()?.try_clone()?;
-            let how = bpf::attach_pinned(&pins, name, &fd, cgroup_id, || {
+            let how = bpf::attach_pinned(pins, name, &fd, cgroup_id, || {
                 let id = program.attach(&cgroup, CgroupAttachMode::Single)?;
                 Ok(FdLink::try_from(program.take_link(id)?)?)
             })?;
             info!(program = name, ?how, "attached");
         }
-        let program = bpf::load_program::<CgroupSkb>(&mut ebpf, shared::PROG_EGRESS)?;
+        let program = bpf::load_program::<CgroupSkb>(ebpf, shared::PROG_EGRESS)?;
         let fd = program.fd()?.try_clone()?;
-        let how = bpf::attach_pinned(&pins, shared::PROG_EGRESS, &fd, cgroup_id, || {
+        let how = bpf::attach_pinned(pins, shared::PROG_EGRESS, &fd, cgroup_id, || {
             let id = program.attach(
                 &cgroup,
                 CgroupSkbAttachType::Egress,
@@ -122,11 +119,11 @@ impl Module for ImdsEnforcer {
         info!(program = shared::PROG_EGRESS, ?how, "attached");
         info!(cgroup = %self.pod_cgroup.display(), pins = %config.bpf_pin_path.display(), mode = ?config.imds.mode, "IMDS enforcement active");
 
-        let ring: RingBuf<_> = bpf::take_map(&mut ebpf, shared::MAP_EVENTS)?;
-        let stats: PerCpuArray<_, u64> = bpf::take_map(&mut ebpf, shared::MAP_STATS)?;
+        let ring: RingBuf<_> = bpf::take_map(ebpf, shared::MAP_EVENTS)?;
+        let stats: PerCpuArray<_, u64> = bpf::take_map(ebpf, shared::MAP_STATS)?;
         let accounts = events::Accounts::new(
-            bpf::take_map(&mut ebpf, shared::MAP_SEEN)?,
-            bpf::take_map(&mut ebpf, shared::MAP_REPORTED)?,
+            bpf::take_map(ebpf, shared::MAP_SEEN)?,
+            bpf::take_map(ebpf, shared::MAP_REPORTED)?,
         );
         // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long
         // as the AsyncFd (which owns the RingBuf) lives.
@@ -140,18 +137,24 @@ impl Module for ImdsEnforcer {
         );
         ctx.supervisor.spawn(
             "imds-losses",
-            events::watch_losses(stats, ctx.events.clone(), token.clone()),
+            bpf::losses::watch(
+                stats,
+                shared::STAT_EVENTS_LOST,
+                "imds",
+                ctx.events.clone(),
+                token.clone(),
+            ),
         );
         ctx.supervisor.spawn(
             "imds-reconcile",
             reconciler.run(self.config.clone(), self.pods.clone(), token.clone()),
         );
-        self.ebpf = Some(ebpf);
+        self.started = true;
         Ok(())
     }
 
     fn stop(&mut self) {
-        if self.ebpf.take().is_some() {
+        if std::mem::take(&mut self.started) {
             info!(
                 cgroup = %self.pod_cgroup.display(),
                 "IMDS enforcement stays attached (pinned); `nodeward-agent uninstall` removes it"

@@ -3,5 +3,6 @@
 mod connect4;
 mod connect6;
 mod egress;
+mod exec;
 mod sendmsg4;
 mod sendmsg6;

@@ -17,6 +17,8 @@ fn sample() -> model::Finding {
         }),
         container: Some(model::Container {
             id: "ab".repeat(32),
+            name: "web".into(),
+            image: "registry.example/web:1.2".into(),
         }),
         process: Some(model::Process {
             pid: 42,
@@ -25,6 +27,9 @@ fn sample() -> model::Finding {
             cgroup_id: 9,
             binary: "/usr/bin/curl".into(),
             args: vec!["curl".into(), "-s".into(), "http://169.254.169.254/".into()],
+            ppid: 41,
+            tty: true,
+            ..Default::default()
         }),
         destination: Some(model::Destination {
             address: IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
@@ -35,6 +40,14 @@ fn sample() -> model::Finding {
         count: 7,
         first_seen: Some(Timestamp::new(1_790_000_000, 0).unwrap()),
         last_seen: Some(Timestamp::new(1_790_000_050, 0).unwrap()),
+        category: model::Category::Enforcement,
+        techniques: vec!["T1552.005".into()],
+        parent: Some(model::Process {
+            pid: 41,
+            comm: "sh".into(),
+            ..Default::default()
+        }),
+        description: "details".into(),
     }
 }
 

@@ -143,18 +143,18 @@ impl AgentProcess {
         self.daemon = spawn(&self.config, &self.log);
     }
 
-    /// Waits (up to 30 s) until the agent says every IMDS program is attached; panics with
-    /// its log if it exits first.
+    /// Waits (up to 30 s) until the agent says every module is running (IMDS programs
+    /// attached, sensors started); panics with its log if it exits first.
     pub fn wait_active(&mut self) {
         let daemon = &mut self.daemon;
         crate::wait::wait_until(
             std::time::Duration::from_secs(30),
-            "the agent to attach its programs",
+            "the agent to start all its modules",
             || {
                 assert!(daemon.is_running(), "the agent exited:\n{}", daemon.log());
                 daemon
                     .log()
-                    .contains("IMDS enforcement active")
+                    .contains("nodeward agent running")
                     .then_some(())
             },
         );
