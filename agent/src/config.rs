@@ -31,9 +31,9 @@ pub struct Config {
     pub bpf_pin_path: PathBuf,
     #[serde(default)]
     pub imds: ImdsConfig,
-    /// Pod metadata when there is no Kubernetes API to ask.
+    /// Where pod metadata (namespace, name, labels, owner, ...) comes from.
     #[serde(default)]
-    pub pods: Option<PodsConfig>,
+    pub pods: PodsConfig,
     /// The runtime sensors.
     #[serde(default)]
     pub sensors: SensorsConfig,
@@ -43,13 +43,41 @@ pub struct Config {
     pub collector: CollectorConfig,
 }
 
-/// Where pod metadata comes from without a cluster (tests, demos, static nodes).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Where pod metadata comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodsConfig {
-    /// YAML `{pods: [{uid, name, namespace, serviceAccount, labels, hostNetwork}]}`,
-    /// re-read when it changes.
-    pub file: PathBuf,
+    /// Defaults to `file` when `file` is set, else `kubernetes`.
+    #[serde(default)]
+    pub source: Option<PodSource>,
+    /// YAML `{pods: [{uid, name, namespace, serviceAccount, labels, hostNetwork, owner,
+    /// containers}]}`, re-read when it changes (source `file`).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// The pod metadata source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PodSource {
+    /// A watch on this node's pods through the Kubernetes API (in-cluster service account,
+    /// or a kubeconfig outside a cluster).
+    Kubernetes,
+    /// `pods.file` (tests, demos, nodes without an API server).
+    File,
+    /// None: findings carry the pod UID only, marked `identityPending`.
+    None,
+}
+
+impl PodsConfig {
+    /// The source in force, after the default.
+    pub fn source(&self) -> PodSource {
+        self.source.unwrap_or(if self.file.is_some() {
+            PodSource::File
+        } else {
+            PodSource::Kubernetes
+        })
+    }
 }
 
 /// Which runtime sensors run, and on what.
@@ -59,6 +87,9 @@ pub struct SensorsConfig {
     /// Report every exec (binary, argv, terminal, parent).
     #[serde(default = "yes")]
     pub exec: bool,
+    /// Report every new destination pods connect or send to.
+    #[serde(default = "yes")]
+    pub egress: bool,
     /// Watch the whole node, not only processes below the pod cgroup.
     #[serde(default)]
     pub host_processes: bool,
@@ -68,6 +99,7 @@ impl Default for SensorsConfig {
     fn default() -> Self {
         Self {
             exec: true,
+            egress: true,
             host_processes: false,
         }
     }
@@ -145,6 +177,19 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
         self.imds.validate()?;
         crate::rules::RuleSet::build(&self.rules)?;
+        match (self.pods.source(), &self.pods.file) {
+            (PodSource::File, None) => {
+                return Err("pods.file: required when pods.source is file".to_owned());
+            }
+            (PodSource::Kubernetes | PodSource::None, Some(file)) => {
+                return Err(format!(
+                    "pods.file: {} is set but pods.source is {:?}; remove one",
+                    file.display(),
+                    self.pods.source()
+                ));
+            }
+            _ => {}
+        }
         if let Some(p) = &self.pod_cgroup_path
             && (p.is_absolute()
                 || p.components()

@@ -2,7 +2,7 @@
 
 use nodeward_common::imds::ImdsEvent;
 
-use crate::exec::ExecInfo;
+use crate::{egress::EgressInfo, exec::ExecInfo};
 
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -11,6 +11,8 @@ pub enum Event {
     Imds { event: ImdsEvent, count: u64 },
     /// An exec in a watched process.
     Exec(Box<ExecInfo>),
+    /// A container reached a destination (new, or again after the window).
+    Egress(EgressInfo),
     /// The cumulative number of reports a module's kernel side could not deliver (ring
     /// buffer full); the pipeline reports growth past what it already reported.
     Lost { source: &'static str, total: u64 },

@@ -12,6 +12,7 @@ mod clock;
 mod config;
 mod config_watch;
 mod detect;
+mod egress;
 mod event;
 mod exec;
 mod file_watch;
@@ -40,8 +41,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, TlsMode},
+    config::{Config, PodSource, TlsMode},
     detect::Detector,
+    egress::EgressSensor,
     exec::ExecSensor,
     identity::CgroupIndex,
     imds::ImdsEnforcer,
@@ -79,6 +81,10 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check the kubelet's effective configuration and node files against CIS
+    /// Kubernetes and CIS EKS, once; exit 0 when nothing fails, 1 when a check fails or
+    /// could not be judged, 2 when the scan could not run.
+    Check(nodeward_posture::cli::CheckArgs),
     /// Detach everything nodeward attached on this node and remove its pins (enforcement
     /// stays in place across agent restarts until this runs).
     Uninstall {
@@ -94,6 +100,14 @@ fn main() -> ExitCode {
         Command::Run { config } | Command::Validate { config } | Command::Uninstall { config } => {
             (config, &cli.command)
         }
+        Command::Check(args) => {
+            let code = nodeward_posture::cli::run_check(
+                args,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+            return ExitCode::from(code);
+        }
     };
     let config = match load::<Config>(path) {
         Ok(config) => config,
@@ -103,6 +117,7 @@ fn main() -> ExitCode {
         }
     };
     match command {
+        Command::Check(_) => unreachable!("handled before the config is read"),
         Command::Validate { .. } => {
             println!("{}: valid; {}", path.display(), config.summary());
             ExitCode::SUCCESS
@@ -149,8 +164,7 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let supervisor = Supervisor::new();
     let token = supervisor.token().clone();
 
-    let (pods, _no_pod_source) = pod_metadata(&config, &supervisor);
-    let pod_source = config.pods.is_some();
+    let (pods, _no_pod_source, pod_source) = pod_metadata(&config, &node_name, &supervisor).await;
     let repeat_window = Duration::from_secs(u64::from(config.imds.repeat_window_seconds));
     let rules = rules::RuleSet::build(&config.rules).map_err(anyhow::Error::msg)?;
     let sensors = config.sensors.clone();
@@ -174,6 +188,9 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         config.clone(),
         pods.clone(),
     ))];
+    if sensors.egress {
+        modules.push(Box::new(EgressSensor));
+    }
     if sensors.exec {
         modules.push(Box::new(ExecSensor::new(
             cgroup_root.clone(),
@@ -229,27 +246,45 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     supervisor.shutdown(SHUTDOWN_GRACE).await
 }
 
-/// Pod metadata: from `pods.file` when configured. With no source the snapshot stays
-/// empty; its sender is returned so the channel stays open.
-fn pod_metadata(
+/// Pod metadata from the configured source. Without one (or when the Kubernetes API
+/// configuration cannot be loaded) the snapshot stays empty and findings say their pod's
+/// identity is pending; the sender is returned so the channel stays open. The flag says
+/// whether a source runs.
+async fn pod_metadata(
     config: &Config,
+    node_name: &str,
     supervisor: &Supervisor,
 ) -> (
     watch::Receiver<PodSnapshot>,
     Option<watch::Sender<PodSnapshot>>,
+    bool,
 ) {
-    if let Some(source) = &config.pods {
-        let (rx, task) = pods::watch_file(source.file.clone(), supervisor.token().clone());
-        supervisor.spawn("pods-file", task);
-        return (rx, None);
+    let token = supervisor.token().clone();
+    match (config.pods.source(), &config.pods.file) {
+        (PodSource::File, Some(file)) => {
+            let (rx, task) = pods::watch_file(file.clone(), token);
+            supervisor.spawn("pods-file", task);
+            return (rx, None, true);
+        }
+        (PodSource::Kubernetes, _) => match kube::in_cluster_client().await {
+            Ok(client) => {
+                info!(node = node_name, "pod metadata from the Kubernetes API");
+                let (rx, task) = kube::watch_pods(client, node_name, token);
+                supervisor.spawn("pods-kubernetes", task);
+                return (rx, None, true);
+            }
+            Err(err) => warn!(
+                error = format!("{err:#}"),
+                "no pod metadata: findings will carry pod UIDs only (set pods.file, or run in a cluster)"
+            ),
+        },
+        _ => {}
     }
     if !config.imds.allow.is_empty() {
-        warn!(
-            "imds.allow is set but there is no pod metadata source (pods.file); no pod is allowed"
-        );
+        warn!("imds.allow is set but there is no pod metadata source; no pod is allowed");
     }
     let (tx, rx) = watch::channel(PodSnapshot::default());
-    (rx, Some(tx))
+    (rx, Some(tx), false)
 }
 
 fn boot_id() -> String {

@@ -45,10 +45,14 @@ pub async fn run(
     let window = Duration::from_secs(u64::from(inputs.config.borrow().imds.repeat_window_seconds));
     let mut imds_repeats: Repeats<ImdsRepeatKey> = Repeats::new(window);
     let mut tick = tokio::time::interval(TICK);
+    let mut handled = Handled::default();
     loop {
         let findings = tokio::select! {
             event = events.recv() => match event {
-                Some(event) => handle(event, &mut detector, &mut imds_repeats, &outbox)?,
+                Some(event) => {
+                    handled.count(&event);
+                    handle(event, &mut detector, &mut imds_repeats, &outbox)?
+                }
                 None => break,
             },
             _ = tick.tick() => {
@@ -78,7 +82,47 @@ pub async fn run(
     for finding in detector.drain(now).into_iter().chain(imds_repeats.drain()) {
         store(&outbox, finding, None)?;
     }
+    info!(
+        exec = handled.exec,
+        egress = handled.egress,
+        imds = handled.imds,
+        lost_exec = handled.lost_exec,
+        lost_egress = handled.lost_egress,
+        lost_imds = handled.lost_imds,
+        "events handled"
+    );
     Ok(())
+}
+
+/// What the pipeline saw in this agent's life, logged when it stops (benchmarks read it);
+/// losses are the kernel's running totals.
+#[derive(Default)]
+struct Handled {
+    exec: u64,
+    egress: u64,
+    imds: u64,
+    lost_exec: u64,
+    lost_egress: u64,
+    lost_imds: u64,
+}
+
+impl Handled {
+    fn count(&mut self, event: &Event) {
+        match event {
+            Event::Exec(_) => self.exec += 1,
+            Event::Egress(_) => self.egress += 1,
+            Event::Imds { .. } => self.imds += 1,
+            Event::Lost {
+                source: "exec",
+                total,
+            } => self.lost_exec = *total,
+            Event::Lost {
+                source: "egress",
+                total,
+            } => self.lost_egress = *total,
+            Event::Lost { total, .. } => self.lost_imds = *total,
+        }
+    }
 }
 
 fn handle(
@@ -97,6 +141,7 @@ fn handle(
                 .collect()
         }
         Event::Exec(exec) => tokio::task::block_in_place(|| detector.on_exec(*exec, now)),
+        Event::Egress(egress) => tokio::task::block_in_place(|| detector.on_egress(egress, now)),
         Event::Lost { source, total } => {
             account_losses(outbox, source, total)?;
             Vec::new()

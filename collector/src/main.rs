@@ -5,6 +5,9 @@
 
 mod agent_service;
 mod config;
+#[allow(dead_code, unused_imports)]
+// TEMPORARY (export helper): remove when export is wired into serve.
+mod export;
 mod feed;
 mod server;
 mod soc_service;

@@ -5,6 +5,7 @@
 //! separately (different targets, different toolchains) and must agree byte for byte.
 #![no_std]
 
+pub mod egress;
 pub mod exec;
 pub mod imds;
 

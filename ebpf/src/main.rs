@@ -14,6 +14,7 @@
 )]
 
 mod atomic;
+mod egress;
 mod imds;
 mod maps;
 mod packet;

@@ -10,8 +10,12 @@ use aya_ebpf::{
 };
 use nodeward_common::{AF_INET, AF_INET6, imds::ImdsEvent};
 
-use crate::imds::{
-    ALLOW, Destination, Origin, is_blocked_v4, is_blocked_v6, low_u32, on_blocked, port_from_ctx,
+use crate::{
+    egress,
+    imds::{
+        ALLOW, Destination, Origin, is_blocked_v4, is_blocked_v6, low_u32, on_blocked,
+        port_from_ctx,
+    },
 };
 
 /// `::ffff:0:0/96` marker word, as it sits in `user_ip6[2]` (network order).
@@ -46,11 +50,12 @@ impl Origin for Task {
 pub fn judge_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     // SAFETY: the kernel hands sock_addr programs a valid bpf_sock_addr.
     let sa = unsafe { &*ctx.sock_addr };
-    let ip = sa.user_ip4.to_ne_bytes();
-    if !is_blocked_v4(ip) {
-        return ALLOW;
-    }
-    judge_blocked_v4(ip, port_from_ctx(sa.user_port), sa.protocol, hook)
+    judge_ip4(
+        sa.user_ip4.to_ne_bytes(),
+        port_from_ctx(sa.user_port),
+        sa.protocol,
+        hook,
+    )
 }
 
 /// An IPv6 destination (`connect6`, `sendmsg6`), including IPv4-mapped ones.
@@ -71,44 +76,51 @@ pub fn judge_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     // An AF_INET6 socket reaches IPv4 destinations through ::ffff:a.b.c.d; judge those by
     // the IPv4 prefixes or they would be a way around them.
     if words[0] == 0 && words[1] == 0 && words[2] == V4_MAPPED_MARKER {
-        let ip = words[3].to_ne_bytes();
-        if !is_blocked_v4(ip) {
-            return ALLOW;
-        }
-        return judge_blocked_v4(ip, port, sa.protocol, hook);
+        return judge_ip4(words[3].to_ne_bytes(), port, sa.protocol, hook);
     }
-
     let mut addr = [0u8; 16];
     for (chunk, word) in addr.chunks_exact_mut(4).zip(words) {
         chunk.copy_from_slice(&word.to_ne_bytes());
     }
-    if !is_blocked_v6(addr) {
-        return ALLOW;
-    }
-    on_blocked(
-        &Task,
-        &Destination {
-            family: AF_INET6,
-            addr,
-            port,
-            protocol: sa.protocol,
-            hook,
-        },
-    )
+    let dst = Destination {
+        family: AF_INET6,
+        addr,
+        port,
+        protocol: sa.protocol,
+        hook,
+    };
+    let verdict = if is_blocked_v6(addr) {
+        on_blocked(&Task, &dst)
+    } else {
+        ALLOW
+    };
+    allowed_egress(verdict, &dst)
 }
 
 #[inline(always)]
-fn judge_blocked_v4(ip: [u8; 4], port: u16, protocol: u32, hook: u32) -> i32 {
+fn judge_ip4(ip: [u8; 4], port: u16, protocol: u32, hook: u32) -> i32 {
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&ip);
-    on_blocked(
-        &Task,
-        &Destination {
-            family: AF_INET,
-            addr,
-            port,
-            protocol,
-            hook,
-        },
-    )
+    let dst = Destination {
+        family: AF_INET,
+        addr,
+        port,
+        protocol,
+        hook,
+    };
+    let verdict = if is_blocked_v4(ip) {
+        on_blocked(&Task, &dst)
+    } else {
+        ALLOW
+    };
+    allowed_egress(verdict, &dst)
+}
+
+/// What goes through is what the egress sensor records.
+#[inline(always)]
+fn allowed_egress(verdict: i32, dst: &Destination) -> i32 {
+    if verdict == ALLOW {
+        egress::record(dst);
+    }
+    verdict
 }

@@ -37,9 +37,24 @@ const BPF_PROG_QUERY: libc::c_long = 16;
 /// Most ids read; a cgroup hook holds at most 64 programs.
 const MAX_PROGRAMS: usize = 64;
 
-/// The `query` member of `union bpf_attr`, padded with explicit zeros to 160 bytes: the
-/// kernel refuses an attribute whose unused tail is not zero, and implicit (compiler)
-/// padding would be left uninitialised.
+/// The `query` member of `union bpf_attr` in include/uapi/linux/bpf.h:
+///
+/// ```text
+/// struct {                       /* used by BPF_PROG_QUERY */
+///     __u32 target_fd;           /* offset 0, a union with target_ifindex */
+///     __u32 attach_type;         /* 4 */
+///     __u32 query_flags;         /* 8: 0, or BPF_F_QUERY_EFFECTIVE */
+///     __u32 attach_flags;        /* 12, out */
+///     __aligned_u64 prog_ids;    /* 16, in: buffer; out: filled */
+///     __u32 prog_cnt;            /* 24, in: buffer size; out: attached count */
+///     __u32 :32;
+///     __aligned_u64 prog_attach_flags, link_ids, link_attach_flags, revision;  /* newer */
+/// } query;
+/// ```
+///
+/// The fields after `prog_cnt` are left zero (not wanted) in the explicit padding that
+/// takes the attribute to 160 bytes, more than the union has ever been: the kernel reads
+/// what it knows, requires the rest to be zero, and compiler padding would be uninitialised.
 #[repr(C)]
 struct QueryAttr {
     target_fd: u32,
@@ -90,4 +105,35 @@ pub fn attached_programs(cgroup_dir: &Path, attach: AttachType) -> Vec<u32> {
         .expect("small")
         .min(MAX_PROGRAMS);
     ids[..count].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::offset_of;
+
+    use super::*;
+
+    #[test]
+    fn query_attr_follows_the_kernel_layout() {
+        assert_eq!(offset_of!(QueryAttr, target_fd), 0);
+        assert_eq!(offset_of!(QueryAttr, attach_type), 4);
+        assert_eq!(offset_of!(QueryAttr, query_flags), 8);
+        assert_eq!(offset_of!(QueryAttr, attach_flags), 12);
+        assert_eq!(offset_of!(QueryAttr, prog_ids), 16);
+        assert_eq!(offset_of!(QueryAttr, prog_cnt), 24);
+        assert_eq!(offset_of!(QueryAttr, padding), 28);
+    }
+
+    #[test]
+    fn attach_types_are_the_kernels_numbers() {
+        let numbers = [
+            AttachType::InetEgress,
+            AttachType::Inet4Connect,
+            AttachType::Inet6Connect,
+            AttachType::Udp4Sendmsg,
+            AttachType::Udp6Sendmsg,
+        ]
+        .map(AttachType::number);
+        assert_eq!(numbers, [1, 10, 11, 14, 15]);
+    }
 }

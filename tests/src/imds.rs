@@ -1,5 +1,7 @@
 //! A stand-in for the cloud instance metadata service: a tiny HTTP server on a thread inside
-//! the simulated node's `imds` namespace, which records every connection and request.
+//! the simulated node's `imds` namespace, which records every connection and request, and
+//! also counts the UDP datagrams and ICMP echo requests that reach the served addresses
+//! (see the `capture` module).
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -32,6 +34,8 @@ pub const TOKEN: &str = "nodeward-testkit-imdsv2-token";
 const POLL_MS: u16 = 20;
 /// How long one client may take to send its request or read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`ImdsServer::settle`] waits for the server to go quiet.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One HTTP request the server received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +54,8 @@ pub struct ImdsRequest {
 struct Shared {
     stop: AtomicBool,
     running: AtomicBool,
+    /// Poll rounds that timed out with every socket empty.
+    quiet_rounds: AtomicU64,
     connections: AtomicU64,
     requests: Mutex<Vec<ImdsRequest>>,
     udp: Mutex<Vec<ImdsPacket>>,
@@ -142,7 +148,7 @@ impl ImdsServer {
             .len()
     }
 
-    /// Every UDP datagram that arrived on port 80 of a served address.
+    /// Every UDP datagram that arrived on port 80 of a served address, in arrival order.
     #[must_use]
     pub fn udp_datagrams(&self) -> Vec<ImdsPacket> {
         self.shared
@@ -152,7 +158,7 @@ impl ImdsServer {
             .clone()
     }
 
-    /// How many UDP datagrams arrived; recorded as they are read, before anything else.
+    /// How many UDP datagrams arrived; see [`ImdsServer::settle`] before asserting none did.
     #[must_use]
     pub fn udp_datagram_count(&self) -> usize {
         self.shared
@@ -162,7 +168,8 @@ impl ImdsServer {
             .len()
     }
 
-    /// Every ICMP (or ICMPv6) echo request that arrived for a served address.
+    /// Every ICMP (or ICMPv6) echo request that arrived for a served address, in arrival
+    /// order. The `imds` namespace's kernel answers them too, after they are counted.
     #[must_use]
     pub fn icmp_packets(&self) -> Vec<ImdsPacket> {
         self.shared
@@ -172,7 +179,7 @@ impl ImdsServer {
             .clone()
     }
 
-    /// How many echo requests arrived.
+    /// How many echo requests arrived; see [`ImdsServer::settle`] before asserting none did.
     #[must_use]
     pub fn icmp_packet_count(&self) -> usize {
         self.shared
@@ -186,6 +193,33 @@ impl ImdsServer {
     #[must_use]
     pub fn connection_count(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the server has read and counted everything waiting on its sockets, so
+    /// that counts read next include all the traffic a finished sender put on the wire.
+    ///
+    /// Every count is recorded as soon as the server reads it, before any reply, but the
+    /// server thread reads a moment after the kernel queued the data: a probe that has
+    /// exited may have a datagram, echo request or connection still unread. `settle`
+    /// returns once one whole poll round (20 ms) that started after the call found all
+    /// sockets empty. Traffic from a sender that has returned is delivered synchronously
+    /// across the veths in practice; only a packet held in a softirq backlog for longer
+    /// than that round could still be missed. Use it before asserting that nothing
+    /// arrived; to wait for something that should arrive, use
+    /// [`wait_until`](crate::wait_until) on the count instead.
+    ///
+    /// Panics if the server does not go quiet within 5 s or its thread has died.
+    pub fn settle(&self) {
+        let seen = self.shared.quiet_rounds.load(Ordering::SeqCst);
+        // The round that ends at `seen + 1` may have started before this call; the next
+        // one cannot have.
+        crate::wait_until(SETTLE_TIMEOUT, "the IMDS server to go quiet", || {
+            assert!(
+                self.shared.running.load(Ordering::SeqCst),
+                "the IMDS server thread is not running"
+            );
+            (self.shared.quiet_rounds.load(Ordering::SeqCst) >= seen + 2).then_some(())
+        });
     }
 
     /// A handle that tells whether the server thread still runs, even after `self` is gone.
@@ -224,8 +258,13 @@ fn serve(listeners: &[TcpListener], capture: &Capture, shared: &Shared) {
             .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
             .chain(others.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)))
             .collect();
-        if poll(&mut fds, POLL_MS).is_err() {
-            continue; // EINTR
+        match poll(&mut fds, POLL_MS) {
+            Ok(0) => {
+                shared.quiet_rounds.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            Ok(_) => {}
+            Err(_) => continue, // EINTR
         }
         let ready: Vec<bool> = fds
             .iter()

@@ -2,10 +2,16 @@
 //! the throughput of the same workload with nodeward and without, in one run, alternating
 //! in random order (the method of ../shared/research-data/perf-anchors.md).
 //!
-//! `connect`: a TCP `connect()`+`close()` storm and a UDP `sendto()` storm to loopback. The
-//! baseline runs as a node process (outside the pod cgroups); the measured run is a
-//! hostNetwork pod, so both share one network namespace and differ only in the cgroup
-//! that nodeward's IMDS programs (connect4/6, sendmsg4/6, skb egress) are attached to.
+//! The baseline runs as a node process (outside the pod cgroups); the measured run is a
+//! hostNetwork pod, so both share one network namespace and differ only in the cgroup:
+//! nodeward's programs (IMDS enforcement and the egress sensor on sockets, the exec sensor
+//! filtered to the pod cgroup) only act on the pod's side. The agent runs with its default
+//! configuration throughout.
+//!
+//! - `connect`: a TCP `connect()`+`close()` storm and a UDP `sendto()` storm to loopback.
+//! - `exec`: fork+exec storms of /bin/true (two workers, and one with a core left idle),
+//!   and the connect storm, with the agent's CPU time and the exec events it handled
+//!   against the number expected.
 
 use anyhow::bail;
 use clap::ValueEnum;
@@ -18,8 +24,10 @@ use crate::cmd::{self, cargo};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Bench {
-    /// IMDS enforcement on `connect()` and UDP sends.
+    /// IMDS enforcement and the egress sensor on `connect()` and UDP sends.
     Connect,
+    /// The exec sensor on exec storms (and the connect storm alongside).
+    Exec,
 }
 
 /// Repetitions per workload and side; the median is reported with min–max.
@@ -28,18 +36,30 @@ const REPETITIONS: usize = 5;
 struct Workload {
     name: &'static str,
     args: [&'static str; 6],
+    /// Execs the workload makes in the pod, besides the probe's own.
+    execs: u64,
 }
 
-const CONNECT_WORKLOADS: [Workload; 2] = [
-    Workload {
-        name: "TCP connect()+close(RST) to 127.0.0.1, 2 thr, 50k",
-        args: ["storm", "connect", "--count", "50000", "--threads", "2"],
-    },
-    Workload {
-        name: "UDP sendto() 64 B to 127.0.0.1, 2 thr, 200k",
-        args: ["storm", "udp", "--count", "200000", "--threads", "2"],
-    },
-];
+const CONNECT: Workload = Workload {
+    name: "TCP connect()+close(RST) to 127.0.0.1, 2 thr, 50k",
+    args: ["storm", "connect", "--count", "50000", "--threads", "2"],
+    execs: 0,
+};
+const UDP: Workload = Workload {
+    name: "UDP sendto() 64 B to 127.0.0.1, 2 thr, 200k",
+    args: ["storm", "udp", "--count", "200000", "--threads", "2"],
+    execs: 0,
+};
+const EXEC_STORM: Workload = Workload {
+    name: "exec storm: fork+exec(/bin/true), 2 workers, 20k",
+    args: ["storm", "exec", "--count", "20000", "--threads", "2"],
+    execs: 20_000,
+};
+const EXEC_ONE: Workload = Workload {
+    name: "exec, 1 worker (a core left idle), 10k",
+    args: ["storm", "exec", "--count", "10000", "--threads", "1"],
+    execs: 10_000,
+};
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
     crate::setup::run()?;
@@ -54,12 +74,12 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
     // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
     unsafe { std::env::set_var(nodeward_testkit::BIN_DIR_ENV, &release) };
     match bench {
-        Bench::Connect => connect(),
+        Bench::Connect => measure("connect", &[CONNECT, UDP]),
+        Bench::Exec => measure("exec", &[EXEC_STORM, EXEC_ONE, CONNECT]),
     }
-    Ok(())
 }
 
-fn connect() {
+fn measure(what: &str, workloads: &[Workload]) -> anyhow::Result<()> {
     let node = SimNode::builder()
         .pod(PodSpec::new("bench").host_network(true))
         .build();
@@ -68,16 +88,15 @@ fn connect() {
     let mut agent = AgentProcess::start(&node, &AgentSpec::new(&collector.endpoint()));
     agent.wait_active();
     let agent_pid = agent.daemon().pid();
-    println!(
-        "\nnodeward bench connect: throughput with nodeward's IMDS programs ÷ without, same run"
-    );
+    println!("\nnodeward bench {what}: throughput with nodeward ÷ without, same run");
     println!("({REPETITIONS} repetitions each, alternating in random order; median, min–max)\n");
     println!(
         "{:<52} {:>14} {:>14} {:>22}",
         "workload", "without (op/s)", "with (op/s)", "ratio"
     );
     let cpu_before = cpu_seconds(agent_pid);
-    for workload in &CONNECT_WORKLOADS {
+    let mut expected_execs = 0;
+    for workload in workloads {
         let mut without = Vec::new();
         let mut with = Vec::new();
         for _ in 0..REPETITIONS {
@@ -91,6 +110,8 @@ fn connect() {
                 let rate = rate_of(&result, workload.name);
                 if on_pod {
                     with.push(rate);
+                    // The probe's own exec is seen too.
+                    expected_execs += workload.execs + 1;
                 } else {
                     without.push(rate);
                 }
@@ -110,10 +131,33 @@ fn connect() {
             )
         );
     }
-    println!(
-        "\nagent CPU during the runs: {:.2} s (it receives no events here: nothing touched the metadata service)",
-        cpu_seconds(agent_pid) - cpu_before
-    );
+    let cpu = cpu_seconds(agent_pid) - cpu_before;
+    if !agent.daemon().terminate().success() {
+        bail!("the agent did not stop cleanly:\n{}", agent.daemon().log());
+    }
+    let log = agent.daemon().log();
+    let handled = |field: &str| -> u64 {
+        log.lines()
+            .filter(|l| l.contains("events handled"))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{field}=")))
+            })
+            .filter_map(|v| v.parse().ok())
+            .next_back()
+            .unwrap_or(0)
+    };
+    println!("\nagent CPU during the runs: {cpu:.2} s");
+    if expected_execs > 0 {
+        let seen = handled("exec");
+        #[expect(clippy::cast_precision_loss, reason = "a rate per thousand events")]
+        let per_k = cpu * 1000.0 / seen.max(1) as f64 * 1000.0;
+        println!(
+            "exec events handled by the agent: {seen} of {expected_execs} expected; lost in the kernel: {}; {per_k:.1} ms of agent CPU per 1k events",
+            handled("lost_exec")
+        );
+    }
+    Ok(())
 }
 
 fn rate_of(result: &ProbeResult, what: &str) -> f64 {

@@ -3,6 +3,7 @@
 //! every check the way CI does.
 
 mod bench;
+mod certs;
 mod cmd;
 mod demo;
 mod setup;
@@ -31,6 +32,8 @@ enum Command {
         #[arg(value_enum)]
         what: bench::Bench,
     },
+    /// Write a development CA and the collector, node and SOC certificates into DIR.
+    Certs(certs::CertsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Test => test::run(),
         Command::Demo => demo::run(),
         Command::Bench { what } => bench::run(what),
+        Command::Certs(args) => certs::run(args),
     }
 }

@@ -6,21 +6,25 @@
 //! whose UID is known but whose metadata is not is held for a moment; if the metadata is
 //! still missing then, it is judged without, and its findings say `identityPending`.
 
+mod egress;
 mod finding;
 pub mod imds;
 mod pending;
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use nodeward_common::egress::EgressKey;
 use nodeward_proto::model::Finding;
 use tokio::sync::watch;
 
 use self::pending::Pending;
 use crate::{
     clock::BootClock,
+    egress::EgressInfo,
     exec::ExecInfo,
     identity::CgroupIndex,
     pods::{PodMeta, PodSnapshot},
@@ -44,8 +48,25 @@ pub struct Detector {
     pod_source: bool,
     clock: BootClock,
     processes: ProcessTable,
-    pending: Pending<Arc<ExecInfo>>,
+    pending: Pending<Held>,
     repeats: Repeats<RepeatKey>,
+    /// The last attempt total seen per destination, to turn totals into counts.
+    egress_totals: HashMap<EgressKey, u64>,
+}
+
+/// An event waiting for its pod's metadata.
+enum Held {
+    Exec(Arc<ExecInfo>),
+    Egress(EgressInfo),
+}
+
+impl Held {
+    fn cgroup_id(&self) -> u64 {
+        match self {
+            Self::Exec(exec) => exec.cgroup_id,
+            Self::Egress(egress) => egress.key.cgroup_id,
+        }
+    }
 }
 
 impl Detector {
@@ -65,6 +86,7 @@ impl Detector {
             processes: ProcessTable::default(),
             pending: Pending::default(),
             repeats: Repeats::new(repeat_window),
+            egress_totals: HashMap::new(),
         }
     }
 
@@ -81,39 +103,46 @@ impl Detector {
         if !self.rules.watches(Trigger::Exec) {
             return Vec::new();
         }
+        self.hold_or_judge(Held::Exec(exec), now)
+    }
+
+    /// Holds an event whose pod is known by UID only (while metadata can still come), or
+    /// judges it now.
+    fn hold_or_judge(&mut self, event: Held, now: Instant) -> Vec<Finding> {
         let uid = self
             .index
-            .lookup(exec.cgroup_id)
+            .lookup(event.cgroup_id())
             .and_then(|e| e.identity.pod_uid.clone());
-        if self.pod_source
-            && uid
-                .as_ref()
-                .is_some_and(|uid| !self.pods.borrow().contains_key(uid))
-        {
-            let overflow = self.pending.hold(exec, now + IDENTITY_HOLD);
+        if self.pod_source && uid.is_some_and(|uid| !self.pods.borrow().contains_key(&uid)) {
+            let overflow = self.pending.hold(event, now + IDENTITY_HOLD);
             return overflow
                 .into_iter()
-                .flat_map(|e| self.judge_exec(&e, now))
+                .flat_map(|e| self.judge(e, now))
                 .collect();
         }
-        self.judge_exec(&exec, now)
+        self.judge(event, now)
+    }
+
+    fn judge(&mut self, event: Held, now: Instant) -> Vec<Finding> {
+        match event {
+            Held::Exec(exec) => self.judge_exec(&exec, now),
+            Held::Egress(egress) => self.judge_egress(&egress, now),
+        }
     }
 
     /// Judges held events whose metadata has arrived or whose time is up, and closes repeat
     /// windows; call on every tick and whenever pod metadata changes.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Finding> {
         let snapshot = self.pods.borrow().clone();
-        let ready = self.pending.release(now, |exec| {
+        let ready = self.pending.release(now, |held| {
             let uid = self
                 .index
-                .lookup(exec.cgroup_id)
+                .lookup(held.cgroup_id())
                 .and_then(|e| e.identity.pod_uid.clone());
             uid.is_none_or(|uid| snapshot.contains_key(&uid))
         });
-        let mut findings: Vec<Finding> = ready
-            .into_iter()
-            .flat_map(|e| self.judge_exec(&e, now))
-            .collect();
+        let mut findings: Vec<Finding> =
+            ready.into_iter().flat_map(|e| self.judge(e, now)).collect();
         findings.extend(self.repeats.due(now));
         findings
     }
@@ -121,10 +150,8 @@ impl Detector {
     /// Everything still held or pending, judged now (at shutdown).
     pub fn drain(&mut self, now: Instant) -> Vec<Finding> {
         let held = self.pending.release(now + IDENTITY_HOLD * 2, |_| true);
-        let mut findings: Vec<Finding> = held
-            .into_iter()
-            .flat_map(|e| self.judge_exec(&e, now))
-            .collect();
+        let mut findings: Vec<Finding> =
+            held.into_iter().flat_map(|e| self.judge(e, now)).collect();
         findings.extend(self.repeats.drain());
         findings
     }

@@ -11,7 +11,7 @@ mod tfo;
 mod udp;
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -75,9 +75,10 @@ fn main() -> ExitCode {
 
 #[derive(Args)]
 struct ConnectArgs {
-    /// Address to connect to (IPv4 or IPv6).
+    /// Address to connect to: IPv4, or IPv6 including IPv4-mapped (`::ffff:a.b.c.d`), which
+    /// connects from an `AF_INET6` socket.
     #[arg(long)]
-    addr: std::net::IpAddr,
+    addr: IpAddr,
     /// TCP port.
     #[arg(long)]
     port: u16,
@@ -88,8 +89,106 @@ struct ConnectArgs {
 
 impl ConnectArgs {
     fn run(self) -> io::Result<ProbeResult> {
-        let addr = SocketAddr::new(self.addr, self.port);
-        TcpStream::connect_timeout(&addr, Duration::from_millis(self.timeout_ms))?;
+        connect(self.addr, self.port, self.timeout_ms)?;
         Ok(ProbeResult::success())
+    }
+}
+
+/// std opens an `AF_INET6` socket for every `SocketAddr::V6`, an IPv4-mapped one too, so
+/// the connect goes through the kernel's IPv6 entry point (and its connect6 hook).
+fn connect(addr: IpAddr, port: u16, timeout_ms: u64) -> io::Result<TcpStream> {
+    TcpStream::connect_timeout(
+        &SocketAddr::new(addr, port),
+        Duration::from_millis(timeout_ms),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, TcpListener};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Probe, clap::Error> {
+        Cli::try_parse_from(std::iter::once("nodeward-probe").chain(args.iter().copied()))
+            .map(|cli| cli.probe)
+    }
+
+    #[test]
+    fn parses_every_subcommand() {
+        let Ok(Probe::Connect(connect)) = parse(&[
+            "connect",
+            "--addr",
+            "::ffff:169.254.169.254",
+            "--port",
+            "80",
+        ]) else {
+            panic!("connect");
+        };
+        assert!(connect.addr.is_ipv6(), "a mapped address stays IPv6");
+        assert_eq!((connect.port, connect.timeout_ms), (80, 2000));
+        assert!(matches!(
+            parse(&["http-get", "http://169.254.169.254/"]),
+            Ok(Probe::HttpGet(_))
+        ));
+        assert!(matches!(
+            parse(&["udp-send", "--addr", "fd00:ec2::254", "--port", "80"]),
+            Ok(Probe::UdpSend(_))
+        ));
+        assert!(matches!(
+            parse(&["tcp-fastopen", "--addr", "169.254.169.254", "--port", "80"]),
+            Ok(Probe::TcpFastopen(_))
+        ));
+        assert!(matches!(
+            parse(&["raw-send", "--addr", "169.254.169.254"]),
+            Ok(Probe::RawSend(_))
+        ));
+        assert!(matches!(
+            parse(&["storm", "udp", "--count", "10"]),
+            Ok(Probe::Storm(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        for bad in [
+            &["connect", "--addr", "169.254.169.254"][..],
+            &["connect", "--addr", "metadata", "--port", "80"],
+            &[
+                "connect",
+                "--addr",
+                "::1",
+                "--port",
+                "80",
+                "--timeout-ms",
+                "0",
+            ],
+            &[
+                "udp-send", "--addr", "::1", "--port", "80", "--mode", "write",
+            ],
+            &["raw-send"],
+            &["storm", "tcp", "--count", "10"],
+            &["nope"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    /// Over loopback in the test's own namespace: the socket behind a connect to an
+    /// IPv4-mapped address is an IPv6 one, whose local address is mapped too.
+    #[test]
+    fn connects_to_mapped_addresses_from_an_ipv6_socket() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mapped = Ipv4Addr::LOCALHOST.to_ipv6_mapped();
+        let stream = connect(IpAddr::V6(mapped), port, 2000).unwrap();
+        let local = stream.local_addr().unwrap();
+        assert_eq!(local.ip(), IpAddr::V6(mapped), "{local}");
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(
+            peer.ip(),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            "the server sees IPv4"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use nodeward_testkit::ProbeResult;
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Kind {
     /// TCP `connect()`+`close()` (with a reset) to a listener on 127.0.0.1 in this process.
     Connect,
@@ -23,11 +23,13 @@ enum Kind {
 
 #[derive(Args)]
 pub struct StormArgs {
+    /// The workload.
     #[arg(value_enum)]
     kind: Kind,
-    /// Operations in total.
-    #[arg(long)]
+    /// Operations in total, shared by the threads.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
+    /// Threads performing them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     threads: u64,
 }
@@ -38,8 +40,10 @@ impl StormArgs {
             Kind::Connect => connect(self.count, self.threads)?,
             Kind::Udp => udp(self.count, self.threads)?,
             Kind::Exec => spread(self.count, self.threads, |n| {
+                let mut command = Command::new("/bin/true");
+                command.stdin(Stdio::null());
                 for _ in 0..n {
-                    Command::new("/bin/true").stdin(Stdio::null()).status()?;
+                    command.status()?;
                 }
                 Ok(())
             })?,
@@ -152,4 +156,75 @@ fn udp(count: u64, threads: u64) -> io::Result<f64> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: StormArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<StormArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("storm").chain(args.iter().copied()))
+            .map(|cli| cli.args)
+    }
+
+    #[test]
+    fn parses() {
+        let args = parse(&["connect", "--count", "1000", "--threads", "4"]).unwrap();
+        assert_eq!(
+            (args.kind, args.count, args.threads),
+            (Kind::Connect, 1000, 4)
+        );
+        let args = parse(&["udp", "--count", "5"]).unwrap();
+        assert_eq!(
+            (args.kind, args.threads),
+            (Kind::Udp, 1),
+            "one thread by default"
+        );
+        assert_eq!(parse(&["exec", "--count", "5"]).unwrap().kind, Kind::Exec);
+        for bad in [
+            &["udp"][..],
+            &["udp", "--count", "0"],
+            &["udp", "--count", "5", "--threads", "0"],
+            &["udp", "--count", "5", "--threads", "65"],
+            &["tcp", "--count", "5"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn spreads_the_count_over_the_threads() {
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let seconds = spread(10, 3, |n| {
+            done.fetch_add(n, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(done.into_inner(), 10);
+        assert!(seconds >= 0.0);
+    }
+
+    /// Over loopback in the test's own namespace, as the benchmark runs them.
+    #[test]
+    fn loopback_storms_complete() {
+        for kind in [Kind::Connect, Kind::Udp] {
+            let got = StormArgs {
+                kind,
+                count: 100,
+                threads: 2,
+            }
+            .run()
+            .unwrap();
+            assert_eq!(got.ops, Some(100), "{kind:?}");
+            assert!(got.rate.is_some_and(|r| r > 0.0), "{kind:?}: {got:?}");
+        }
+    }
 }

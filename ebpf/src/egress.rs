@@ -1,0 +1,141 @@
+//! Recording where pods connect and send (the egress sensor), from inside the `sock_addr`
+//! programs, after the IMDS decision allowed the call. The common case (the same
+//! destination again, on the same CPU, within the window) costs one array lookup and a
+//! compare.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+    },
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use nodeward_common::egress::{
+    EVENTS_RING_BYTES, EgressEvent, EgressKey, EgressLast, EgressSeen, MAX_SEEN, STAT_COUNT,
+    STAT_EVENTS_LOST, STAT_REPORTED, WINDOW_NS,
+};
+
+use crate::{
+    atomic,
+    imds::{Destination, low_u32},
+    maps::bump,
+};
+
+#[map]
+static EGRESS_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
+static EGRESS_SEEN: LruHashMap<EgressKey, EgressSeen> = LruHashMap::with_max_entries(MAX_SEEN, 0);
+
+#[map]
+static EGRESS_LAST: PerCpuArray<EgressLast> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static EGRESS_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+
+#[map]
+static EGRESS_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+/// Records one allowed connect or send to `dst`.
+#[inline(always)]
+pub fn record(dst: &Destination) {
+    if EGRESS_CONFIG.get(0).is_none_or(|on| *on == 0) {
+        return;
+    }
+    let Some(last) = EGRESS_LAST.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a helper without arguments, allowed in cgroup sock_addr programs.
+    let (cgroup_id, now) = unsafe { (bpf_get_current_cgroup_id(), bpf_ktime_get_boot_ns()) };
+    let key = EgressKey {
+        cgroup_id,
+        addr: dst.addr,
+        family: dst.family,
+        protocol: dst.protocol,
+        port: u32::from(dst.port),
+        reserved: 0,
+    };
+    // SAFETY: `last` points at this CPU's slot; nothing else runs on this CPU meanwhile.
+    unsafe {
+        if (*last).key == key && now.wrapping_sub((*last).last_report_ns) < WINDOW_NS {
+            (*last).pending += 1;
+            return;
+        }
+        flush(&mut *last);
+    }
+    let total = if let Some(seen) = EGRESS_SEEN.get_ptr_mut(key) {
+        // SAFETY: a pointer into the map value from the lookup; `total` only ever grows
+        // atomically, and a race on `last_report_ns` costs at most one extra report.
+        unsafe {
+            atomic::add(&raw mut (*seen).total, 1);
+            if now.wrapping_sub((*seen).last_report_ns) < WINDOW_NS {
+                remember(last, key, (*seen).last_report_ns);
+                return;
+            }
+            (*seen).last_report_ns = now;
+            (*seen).total
+        }
+    } else {
+        let _ = EGRESS_SEEN.insert(
+            key,
+            EgressSeen {
+                last_report_ns: now,
+                total: 1,
+            },
+            u64::from(BPF_NOEXIST),
+        );
+        1
+    };
+    remember(last, key, now);
+    report(&key, dst, total, now);
+}
+
+/// Adds the attempts counted on this CPU to the shared total.
+#[inline(always)]
+fn flush(last: &mut EgressLast) {
+    if last.pending == 0 {
+        return;
+    }
+    if let Some(seen) = EGRESS_SEEN.get_ptr_mut(last.key) {
+        // SAFETY: a pointer into the map value from the lookup.
+        unsafe { atomic::add(&raw mut (*seen).total, last.pending) };
+    }
+    last.pending = 0;
+}
+
+#[inline(always)]
+fn remember(last: *mut EgressLast, key: EgressKey, reported_ns: u64) {
+    // SAFETY: `last` points at this CPU's slot.
+    unsafe {
+        *last = EgressLast {
+            key,
+            last_report_ns: reported_ns,
+            pending: 0,
+        }
+    };
+}
+
+#[inline(always)]
+fn report(key: &EgressKey, dst: &Destination, total: u64, now: u64) {
+    let Some(mut entry) = EGRESS_EVENTS.reserve::<EgressEvent>(0) else {
+        bump(&EGRESS_STATS, STAT_EVENTS_LOST);
+        return;
+    };
+    entry.write(EgressEvent {
+        cgroup_id: key.cgroup_id,
+        boot_ns: now,
+        total,
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        uid: low_u32(bpf_get_current_uid_gid()),
+        family: dst.family,
+        protocol: dst.protocol,
+        port: u32::from(dst.port),
+        reserved: 0,
+        addr: dst.addr,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    });
+    entry.submit(0);
+    bump(&EGRESS_STATS, STAT_REPORTED);
+}
