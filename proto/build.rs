@@ -7,6 +7,7 @@ use anyhow::Context as _;
 
 const PROTOS: &[&str] = &[
     "nodeward/v1/finding.proto",
+    "nodeward/v1/posture.proto",
     "nodeward/v1/agent.proto",
     "nodeward/v1/soc.proto",
 ];

@@ -5,11 +5,14 @@ mod imds;
 
 use std::path::PathBuf;
 
-use nodeward_runtime::config::Validate;
+use nodeward_runtime::{
+    config::Validate,
+    tls::{TlsFiles, TlsMode},
+};
 use serde::Deserialize;
 
 pub use self::imds::{ImdsConfig, ImdsMode};
-use crate::rules::spec::RulesConfig;
+use crate::{posture::config::PostureConfig, rules::spec::RulesConfig};
 
 /// The agent's configuration as written in its file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -18,6 +21,16 @@ pub struct Config {
     /// Name of this node; defaults to the `NODE_NAME` environment variable.
     #[serde(default)]
     pub node_name: Option<String>,
+    /// The cluster this node belongs to, as the collector should show it.
+    #[serde(default)]
+    pub cluster_name: Option<String>,
+    /// The node's root filesystem as the agent sees it (e.g. `/host` in its pod), for
+    /// the posture scan; default: this root.
+    #[serde(default)]
+    pub host_root: Option<PathBuf>,
+    /// `/metrics`, `/healthz` and `/readyz` (plain HTTP, for Prometheus and probes).
+    #[serde(default = "default_http_listen")]
+    pub http_listen: std::net::SocketAddr,
     /// Where cgroup2 is mounted; defaults to the mount found in /proc/self/mountinfo.
     #[serde(default)]
     pub cgroup_root: Option<PathBuf>,
@@ -37,6 +50,9 @@ pub struct Config {
     /// The runtime sensors.
     #[serde(default)]
     pub sensors: SensorsConfig,
+    /// Continuous kubelet and node posture checks.
+    #[serde(default)]
+    pub posture: PostureConfig,
     /// Changes to the built-in detection rules, and rules of this cluster's own.
     #[serde(default)]
     pub rules: RulesConfig,
@@ -109,27 +125,58 @@ fn yes() -> bool {
     true
 }
 
-fn default_bpf_pin_path() -> PathBuf {
-    PathBuf::from("/sys/fs/bpf/nodeward")
+fn default_http_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], 9436))
 }
 
-/// Whether the collector link is encrypted. Only `disabled` exists so far; it is meant for
-/// local tests and demos and is logged as a warning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TlsMode {
-    Disabled,
+fn default_bpf_pin_path() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/nodeward")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CollectorConfig {
-    /// gRPC endpoint, e.g. `http://nodeward-collector.nodeward:7443`.
+    /// gRPC endpoint, e.g. `https://nodeward-collector.nodeward.svc:7443`.
     pub endpoint: String,
+    /// `mutual` (the agent's certificate names its node) or `disabled` (plaintext, for
+    /// tests and demos); required, so that plaintext is always written down.
     pub tls: TlsMode,
+    /// CA bundle the collector's certificate must chain to (`tls: mutual`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// This node's client certificate (`tls: mutual`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (`tls: mutual`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
     /// Directory of the on-disk outbox.
     #[serde(default = "default_spool_dir")]
     pub spool_dir: PathBuf,
+    /// Most bytes of findings the outbox keeps while the collector is unreachable; beyond
+    /// it the oldest are dropped, counted and reported.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+}
+
+/// Smallest `spoolMaxBytes`: room for a few thousand findings.
+const MIN_SPOOL_BYTES: u64 = 64 * 1024;
+
+fn default_spool_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+impl CollectorConfig {
+    /// The TLS files when `tls: mutual`.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, String> {
+        TlsFiles::from_config(
+            "collector.",
+            self.tls,
+            self.ca_file.as_deref(),
+            self.cert_file.as_deref(),
+            self.key_file.as_deref(),
+        )
+    }
 }
 
 fn default_spool_dir() -> PathBuf {
@@ -176,6 +223,15 @@ impl Config {
 impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
         self.imds.validate()?;
+        self.posture.validate()?;
+        if let Some(root) = &self.host_root
+            && !root.is_absolute()
+        {
+            return Err(format!(
+                "hostRoot: {} must be an absolute path",
+                root.display()
+            ));
+        }
         crate::rules::RuleSet::build(&self.rules)?;
         match (self.pods.source(), &self.pods.file) {
             (PodSource::File, None) => {
@@ -204,6 +260,20 @@ impl Validate for Config {
             return Err(format!(
                 "bpfPinPath: must be an absolute path, got {}",
                 self.bpf_pin_path.display()
+            ));
+        }
+        let tls = self.collector.tls_files()?;
+        let https = self.collector.endpoint.starts_with("https://");
+        if tls.is_some() != https {
+            return Err(format!(
+                "collector.endpoint: {:?} does not match collector.tls: {:?} (mutual needs https://, disabled http://)",
+                self.collector.endpoint, self.collector.tls
+            ));
+        }
+        if self.collector.spool_max_bytes < MIN_SPOOL_BYTES {
+            return Err(format!(
+                "collector.spoolMaxBytes: at least {MIN_SPOOL_BYTES}, got {}",
+                self.collector.spool_max_bytes
             ));
         }
         if !(self.collector.endpoint.starts_with("http://")

@@ -17,3 +17,15 @@ pub enum Event {
     /// buffer full); the pipeline reports growth past what it already reported.
     Lost { source: &'static str, total: u64 },
 }
+
+impl Event {
+    /// The sensor an event comes from, for metrics.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Self::Imds { .. } => "imds",
+            Self::Exec(_) => "exec",
+            Self::Egress(_) => "egress",
+            Self::Lost { source, .. } => source,
+        }
+    }
+}

@@ -3,7 +3,10 @@
 use jiff::Timestamp;
 use nodeward_proto::model::{Category, Finding, Severity};
 
+use crate::outbox::Dropped;
+
 pub const RULE_EVENTS_LOST: &str = "events-lost";
+pub const RULE_SPOOL_OVERFLOW: &str = "spool-overflow";
 
 /// An `events-lost` finding for `count` reports that never reached the agent.
 pub fn lost(source: &str, count: u64) -> Finding {
@@ -16,6 +19,25 @@ pub fn lost(source: &str, count: u64) -> Finding {
         ..Finding::new(
             RULE_EVENTS_LOST,
             Severity::Medium,
+            summary,
+            Timestamp::now(),
+        )
+    }
+}
+
+/// A `spool-overflow` finding: the outbox bound dropped findings while the collector was
+/// unreachable.
+pub fn spool_overflow(dropped: Dropped) -> Finding {
+    let summary = format!(
+        "{} findings (sequence {}..={}) were dropped from the agent's spool, oldest first, while the collector was unreachable; raise collector.spoolMaxBytes to keep more",
+        dropped.count, dropped.first_seq, dropped.last_seq
+    );
+    Finding {
+        count: dropped.count,
+        category: Category::Health,
+        ..Finding::new(
+            RULE_SPOOL_OVERFLOW,
+            Severity::High,
             summary,
             Timestamp::now(),
         )

@@ -20,10 +20,12 @@ mod findings;
 mod identity;
 mod imds;
 mod kube;
+mod metrics;
 mod module;
 mod outbox;
 mod pipeline;
 mod pods;
+mod posture;
 mod process_table;
 mod procinfo;
 mod repeats;
@@ -32,7 +34,7 @@ mod stream;
 mod supervisor;
 mod uninstall;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
@@ -41,12 +43,13 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, PodSource, TlsMode},
+    config::{Config, PodSource},
     detect::Detector,
     egress::EgressSensor,
     exec::ExecSensor,
     identity::CgroupIndex,
     imds::ImdsEnforcer,
+    metrics::Metrics,
     module::{Module, ModuleContext},
     outbox::Outbox,
     pods::PodSnapshot,
@@ -148,33 +151,39 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "nodeward agent starting"
     );
-    if config.collector.tls == TlsMode::Disabled {
-        warn!(
-            endpoint = config.collector.endpoint,
-            "collector TLS is disabled: findings travel in plaintext (tests and demos only)"
-        );
-    }
+    let link = collector_link(&config)?;
     let cgroup_root = match &config.cgroup_root {
         Some(root) => root.clone(),
         None => cgroup::find_cgroup2_mount()?,
     };
     let pod_cgroup = cgroup::resolve_pod_cgroup(&cgroup_root, config.pod_cgroup_path.as_deref())?;
-    let outbox = Outbox::open(&config.collector.spool_dir)?;
+    let outbox = Outbox::open(
+        &config.collector.spool_dir,
+        config.collector.spool_max_bytes,
+    )?;
     info!(spool = %config.collector.spool_dir.display(), pending = outbox.pending()?, stream_id = outbox.stream_id(), "outbox open");
     let supervisor = Supervisor::new();
     let token = supervisor.token().clone();
+    let metrics = Arc::new(Metrics::default());
+    let ready = serve_http(
+        config.http_listen,
+        metrics.registry(outbox.clone()),
+        &supervisor,
+    )
+    .await?;
 
     let (pods, _no_pod_source, pod_source) = pod_metadata(&config, &node_name, &supervisor).await;
     let repeat_window = Duration::from_secs(u64::from(config.imds.repeat_window_seconds));
     let rules = rules::RuleSet::build(&config.rules).map_err(anyhow::Error::msg)?;
     let sensors = config.sensors.clone();
-    let endpoint = config.collector.endpoint.clone();
+    let cluster = config.cluster_name.clone().unwrap_or_default();
     // One object for every module, so each map exists once; IMDS maps are adopted from
     // the pins if an earlier agent left them.
     let pins = bpf::Pins::open(&config.bpf_pin_path)?;
     let mut ebpf = bpf::load_object(&pins)?;
     let (config, config_task) = config_watch::watch(config_path, config, token.clone());
     supervisor.spawn("config-file", config_task);
+    spawn_posture(&config, &outbox, &metrics, &supervisor);
 
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
     let ctx = ModuleContext {
@@ -182,22 +191,7 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         events,
         pins,
     };
-    let mut modules: Vec<Box<dyn Module>> = vec![Box::new(ImdsEnforcer::new(
-        cgroup_root.clone(),
-        pod_cgroup.clone(),
-        config.clone(),
-        pods.clone(),
-    ))];
-    if sensors.egress {
-        modules.push(Box::new(EgressSensor));
-    }
-    if sensors.exec {
-        modules.push(Box::new(ExecSensor::new(
-            cgroup_root.clone(),
-            pod_cgroup.clone(),
-            sensors.host_processes,
-        )));
-    }
+    let mut modules = modules(&sensors, &cgroup_root, &pod_cgroup, &config, &pods);
     for module in &mut modules {
         module
             .can_run()
@@ -217,23 +211,29 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         pod_source,
         repeat_window,
     );
-    let inputs = pipeline::Inputs { config, pods };
+    let inputs = pipeline::Inputs {
+        config,
+        pods,
+        metrics: metrics.clone(),
+    };
     supervisor.spawn(
         "pipeline",
         pipeline::run(events_rx, detector, outbox.clone(), inputs),
     );
     let identity = stream::Identity {
         node_name,
+        cluster,
         boot_id: boot_id(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     supervisor.spawn(
         "collector-stream",
-        stream::run(endpoint, identity, outbox, token.clone()),
+        stream::run(link, identity, outbox, metrics, token.clone()),
     );
 
     let running: Vec<&str> = modules.iter().map(|m| m.name()).collect();
     info!(modules = ?running, "nodeward agent running");
+    ready.send_replace(true);
     tokio::select! {
         signal = signals.recv() => info!(signal, "shutting down"),
         () = token.cancelled() => {}
@@ -285,6 +285,98 @@ async fn pod_metadata(
     }
     let (tx, rx) = watch::channel(PodSnapshot::default());
     (rx, Some(tx), false)
+}
+
+/// The collector's endpoint and TLS files; the files are read once here so that a missing
+/// or unreadable one stops the agent at start rather than at the first connect.
+fn collector_link(config: &Config) -> anyhow::Result<stream::Link> {
+    let tls = config.collector.tls_files().map_err(anyhow::Error::msg)?;
+    if let Some(files) = &tls {
+        files.read().context("collector TLS")?;
+    } else {
+        warn!(
+            endpoint = config.collector.endpoint,
+            "collector TLS is disabled: findings travel in plaintext (tests and demos only)"
+        );
+    }
+    Ok(stream::Link {
+        endpoint: config.collector.endpoint.clone(),
+        tls,
+    })
+}
+
+/// The modules the config asks for: IMDS enforcement always, then the sensors.
+fn modules(
+    sensors: &config::SensorsConfig,
+    cgroup_root: &std::path::Path,
+    pod_cgroup: &std::path::Path,
+    config: &watch::Receiver<Arc<Config>>,
+    pods: &watch::Receiver<PodSnapshot>,
+) -> Vec<Box<dyn Module>> {
+    let mut modules: Vec<Box<dyn Module>> = vec![Box::new(ImdsEnforcer::new(
+        cgroup_root.to_owned(),
+        pod_cgroup.to_owned(),
+        config.clone(),
+        pods.clone(),
+    ))];
+    if sensors.egress {
+        modules.push(Box::new(EgressSensor));
+    }
+    if sensors.exec {
+        modules.push(Box::new(ExecSensor::new(
+            cgroup_root.to_owned(),
+            pod_cgroup.to_owned(),
+            sensors.host_processes,
+        )));
+    }
+    modules
+}
+
+/// Continuous posture: snapshots (with the IMDS mode in force) and regressions go to the
+/// outbox.
+fn spawn_posture(
+    config: &watch::Receiver<Arc<Config>>,
+    outbox: &Outbox,
+    metrics: &Arc<Metrics>,
+    supervisor: &Supervisor,
+) {
+    let current = config.borrow().clone();
+    let mut posture_config = current.posture.clone();
+    posture_config.host_root.clone_from(&current.host_root);
+    let token = supervisor.token().clone();
+    let (snapshots, task) = posture::watch_posture(
+        &posture_config,
+        config.clone(),
+        |c: &Arc<Config>| format!("{:?}", c.imds.mode).to_lowercase(),
+        token.clone(),
+    );
+    supervisor.spawn("posture", task);
+    supervisor.spawn(
+        "posture-outbox",
+        posture::forward::to_outbox(snapshots, outbox.clone(), metrics.clone(), token),
+    );
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz`; `/readyz` answers 200 once the returned
+/// flag is set (every module running).
+async fn serve_http(
+    addr: SocketAddr,
+    registry: prometheus_client::registry::Registry,
+    supervisor: &Supervisor,
+) -> anyhow::Result<watch::Sender<bool>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr} (httpListen)"))?;
+    let bound = listener.local_addr().context("reading the HTTP address")?;
+    info!(addr = %bound, "metrics listening");
+    let (ready, ready_rx) = watch::channel(false);
+    let token = supervisor.token().clone();
+    supervisor.spawn("http", async move {
+        nodeward_runtime::http::serve(listener, Arc::new(registry), ready_rx, token)
+            .await
+            .map_err(anyhow::Error::new)
+    });
+    Ok(ready)
 }
 
 fn boot_id() -> String {

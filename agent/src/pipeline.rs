@@ -19,6 +19,7 @@ use crate::{
     },
     event::Event,
     findings,
+    metrics::Metrics,
     outbox::Outbox,
     pods::PodSnapshot,
     repeats::Repeats,
@@ -32,6 +33,13 @@ const TICK: Duration = Duration::from_millis(250);
 pub struct Inputs {
     pub config: watch::Receiver<Arc<Config>>,
     pub pods: watch::Receiver<PodSnapshot>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Where findings go: the outbox, counted.
+struct Sink {
+    outbox: Outbox,
+    metrics: Arc<Metrics>,
 }
 
 /// Returns when every event sender is gone, after storing all that were queued, every
@@ -46,12 +54,19 @@ pub async fn run(
     let mut imds_repeats: Repeats<ImdsRepeatKey> = Repeats::new(window);
     let mut tick = tokio::time::interval(TICK);
     let mut handled = Handled::default();
+    let sink = Sink {
+        outbox,
+        metrics: inputs.metrics.clone(),
+    };
     loop {
         let findings = tokio::select! {
             event = events.recv() => match event {
                 Some(event) => {
                     handled.count(&event);
-                    handle(event, &mut detector, &mut imds_repeats, &outbox)?
+                    if !matches!(event, Event::Lost { .. }) {
+                        sink.metrics.event(event.source());
+                    }
+                    handle(event, &mut detector, &mut imds_repeats, &sink)?
                 }
                 None => break,
             },
@@ -75,12 +90,12 @@ pub async fn run(
             }
         };
         for finding in findings {
-            store(&outbox, finding, None)?;
+            store(&sink, finding, None)?;
         }
     }
     let now = Instant::now();
     for finding in detector.drain(now).into_iter().chain(imds_repeats.drain()) {
-        store(&outbox, finding, None)?;
+        store(&sink, finding, None)?;
     }
     info!(
         exec = handled.exec,
@@ -129,7 +144,7 @@ fn handle(
     event: Event,
     detector: &mut Detector,
     imds_repeats: &mut Repeats<ImdsRepeatKey>,
-    outbox: &Outbox,
+    sink: &Sink,
 ) -> anyhow::Result<Vec<Finding>> {
     let now = Instant::now();
     Ok(match event {
@@ -143,7 +158,7 @@ fn handle(
         Event::Exec(exec) => tokio::task::block_in_place(|| detector.on_exec(*exec, now)),
         Event::Egress(egress) => tokio::task::block_in_place(|| detector.on_egress(egress, now)),
         Event::Lost { source, total } => {
-            account_losses(outbox, source, total)?;
+            account_losses(sink, source, total)?;
             Vec::new()
         }
     })
@@ -151,14 +166,16 @@ fn handle(
 
 /// Reports losses past what was reported before (kept in the outbox, so a restart neither
 /// repeats nor forgets them). A total below that means the kernel counters were recreated.
-fn account_losses(outbox: &Outbox, source: &str, total: u64) -> anyhow::Result<()> {
+fn account_losses(sink: &Sink, source: &'static str, total: u64) -> anyhow::Result<()> {
     let name = format!("lost.{source}");
+    let outbox = &sink.outbox;
     tokio::task::block_in_place(|| {
         let reported = outbox.counter(&name)?;
         let base = if total < reported { 0 } else { reported };
         if total > base {
+            sink.metrics.lost(source, total - base);
             store(
-                outbox,
+                sink,
                 findings::lost(source, total - base),
                 Some((&name, total)),
             )
@@ -170,9 +187,10 @@ fn account_losses(outbox: &Outbox, source: &str, total: u64) -> anyhow::Result<(
     })
 }
 
-fn store(outbox: &Outbox, finding: Finding, counter: Option<(&str, u64)>) -> anyhow::Result<()> {
+fn store(sink: &Sink, finding: Finding, counter: Option<(&str, u64)>) -> anyhow::Result<()> {
     let (rule, summary) = (finding.rule_id.clone(), finding.summary.clone());
-    let seq = tokio::task::block_in_place(|| outbox.append(finding, counter))?;
+    sink.metrics.finding(&finding);
+    let seq = tokio::task::block_in_place(|| sink.outbox.append(finding, counter))?;
     info!(seq, rule, summary, "finding");
     Ok(())
 }

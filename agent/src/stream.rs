@@ -1,22 +1,25 @@
-//! The one gRPC stream to the collector: hello, then findings from the outbox in order;
-//! acknowledgements delete them from the outbox. On any failure the stream is rebuilt
-//! after a jittered backoff and everything not yet acknowledged is sent again.
+//! The one gRPC stream to the collector: hello, then findings from the outbox in order
+//! and the latest posture snapshot; acknowledgements delete them from the outbox. On any
+//! failure the stream is rebuilt after a jittered backoff and everything not yet
+//! acknowledged is sent again. With `tls: mutual` the certificate files are read again at
+//! every connect, so a renewed certificate is used without a restart.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use nodeward_proto::v1::{
     FindingBatch, Hello, ReportRequest, agent_service_client::AgentServiceClient, report_request,
     report_response,
 };
+use nodeward_runtime::tls::TlsFiles;
 use rand::Rng as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tracing::{debug, info, warn};
 
-use crate::outbox::Outbox;
+use crate::{findings, metrics::Metrics, outbox::Outbox};
 
 /// Findings per message.
 const BATCH: usize = 256;
@@ -27,26 +30,38 @@ const MAX_IN_FLIGHT: u64 = 4 * BATCH as u64;
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub node_name: String,
+    pub cluster: String,
     pub boot_id: String,
     pub agent_version: String,
 }
 
+/// Where and how to reach the collector.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub endpoint: String,
+    pub tls: Option<TlsFiles>,
+}
+
 /// Runs until `token` is cancelled.
 pub async fn run(
-    endpoint: String,
+    link: Link,
     identity: Identity,
     outbox: Outbox,
+    metrics: Arc<Metrics>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {
-        match session(&endpoint, &identity, &outbox, &token, &mut backoff).await {
+        match session(&link, &identity, &outbox, &metrics, &token, &mut backoff).await {
             Ok(()) => return Ok(()),
-            Err(err) => warn!(
-                endpoint,
-                error = format!("{err:#}"),
-                "collector stream down"
-            ),
+            Err(err) => {
+                metrics.reconnect();
+                warn!(
+                    endpoint = link.endpoint,
+                    error = format!("{err:#}"),
+                    "collector stream down"
+                );
+            }
         }
         let delay = backoff.next_delay();
         debug!(
@@ -62,14 +77,26 @@ pub async fn run(
 
 /// One connection's life. `Ok` only when cancelled.
 async fn session(
-    endpoint: &str,
+    link: &Link,
     identity: &Identity,
     outbox: &Outbox,
+    metrics: &Metrics,
     token: &CancellationToken,
     backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("collector endpoint {endpoint:?}"))?
+    let endpoint = link.endpoint.as_str();
+    let mut channel = Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("collector endpoint {endpoint:?}"))?;
+    if let Some(files) = &link.tls {
+        let pem = files.read()?;
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&pem.ca))
+            .identity(tonic::transport::Identity::from_pem(&pem.cert, &pem.key));
+        channel = channel
+            .tls_config(tls)
+            .context("collector TLS configuration")?;
+    }
+    let channel = channel
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
@@ -84,6 +111,7 @@ async fn session(
                 agent_version: identity.agent_version.clone(),
                 boot_id: identity.boot_id.clone(),
                 stream_id: outbox.stream_id().to_owned(),
+                cluster: identity.cluster.clone(),
             })),
         })
         .await?;
@@ -98,10 +126,25 @@ async fn session(
         "reporting to the collector"
     );
     backoff.reset();
+    // What the bound dropped while the link was down is reported once the collector
+    // acknowledges again: the link is proven and the acknowledgement made room, so the
+    // report itself does not push out what is about to be sent.
+    let mut drop_reported = false;
 
     // Everything still in the outbox is unacknowledged: start from the beginning.
     let (mut sent, mut acked) = (0u64, 0u64);
+    let mut posture_sent = 0u64;
     loop {
+        if let Some(posture) = blocking(outbox, Outbox::unacked_posture).await?
+            && posture.generation > posture_sent
+        {
+            posture_sent = posture.generation;
+            let kind = report_request::Kind::Posture(posture);
+            requests
+                .send(ReportRequest { kind: Some(kind) })
+                .await
+                .context("the request stream closed")?;
+        }
         if sent.saturating_sub(acked) < MAX_IN_FLIGHT {
             let batch = blocking(outbox, move |o| o.read_after(sent, BATCH)).await?;
             if let Some(last) = batch.last() {
@@ -122,7 +165,18 @@ async fn session(
                     Some(report_response::Kind::Ack(ack)) => {
                         let removed = blocking(outbox, move |o| o.ack(ack.seq)).await?;
                         debug!(seq = ack.seq, removed, "acknowledged");
+                        metrics.acked(removed as u64);
+                        if !drop_reported {
+                            drop_reported = true;
+                            if let Some(seq) = blocking(outbox, |o| o.report_dropped(findings::spool_overflow)).await? {
+                                warn!(seq, "findings were dropped while the collector was unreachable; reported");
+                            }
+                        }
                         acked = acked.max(ack.seq);
+                    }
+                    Some(report_response::Kind::PostureAck(ack)) => {
+                        blocking(outbox, move |o| o.ack_posture(ack.generation)).await?;
+                        debug!(generation = ack.generation, "posture acknowledged");
                     }
                     None => {}
                 },

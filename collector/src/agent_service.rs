@@ -1,38 +1,61 @@
 //! `AgentService.Report`: one stream per agent. The first message must be a hello; each
-//! batch after it is validated whole, stored, published, then acknowledged. A batch with
-//! one malformed finding is refused whole, so nothing is half-applied.
+//! finding batch after it is validated whole, stored, published, then acknowledged (a
+//! batch with one malformed finding is refused whole, so nothing is half-applied); each
+//! posture snapshot is stored as the node's latest and acknowledged by generation.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use jiff::Timestamp;
 use nodeward_proto::{
     model,
     v1::{
-        Ack, FindingBatch, Hello, ReportRequest, ReportResponse,
+        Ack, FindingBatch, Hello, PostureAck, PostureSnapshot, ReportRequest, ReportResponse,
         agent_service_server::AgentService, report_request, report_response,
     },
 };
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::{feed::Feed, store::Origin};
+use crate::{
+    auth::{Auth, hello_allowed},
+    feed::Feed,
+    metrics::{AckKind, StreamKind},
+    store::{Origin, PostureOutcome},
+};
 
 pub struct AgentApi {
     feed: Arc<Feed>,
     tracker: TaskTracker,
     token: CancellationToken,
+    /// How often an open stream counts as the node being heard from (see `silence`).
+    touch_every: Duration,
+    auth: Auth,
 }
 
 impl AgentApi {
-    pub fn new(feed: Arc<Feed>, tracker: TaskTracker, token: CancellationToken) -> Self {
+    pub fn new(
+        feed: Arc<Feed>,
+        tracker: TaskTracker,
+        token: CancellationToken,
+        touch_every: Duration,
+    ) -> Self {
         Self {
             feed,
             tracker,
             token,
+            touch_every,
+            auth: Auth::Disabled,
         }
+    }
+
+    /// Requires node certificates (with TLS), each reporting only for its own node.
+    #[must_use]
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
     }
 }
 
@@ -44,6 +67,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<ReportRequest>>,
     ) -> Result<Response<Self::ReportStream>, Status> {
+        let allowed = self.auth.agent(&request)?;
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -58,37 +82,49 @@ impl AgentService for AgentApi {
             ));
         };
         let origin = origin(hello)?;
+        hello_allowed(allowed.as_deref(), &origin.node_name, &peer)?;
+        let store_failed = |err: crate::store::StoreError| {
+            error!(
+                error = format!("{:#}", anyhow::Error::new(err)),
+                node = origin.node_name,
+                "recording the node failed"
+            );
+            Status::internal("the collector could not record this node")
+        };
         self.feed
             .store()
-            .upsert_node(&origin, Timestamp::now())
+            .record_hello(&origin, Timestamp::now())
             .await
-            .map_err(|err| {
-                error!(
-                    error = format!("{err:#}"),
-                    node = origin.node_name,
-                    "recording the node failed"
-                );
-                Status::internal("the collector could not record this node")
-            })?;
+            .map_err(store_failed)?;
+        self.feed
+            .seen(&origin.node_name)
+            .await
+            .map_err(store_failed)?;
+        self.feed.metrics().fleet_changed();
         info!(
             node = origin.node_name,
+            cluster = origin.cluster,
             agent_version = origin.agent_version,
             stream_id = origin.stream_id,
             peer,
             "agent connected"
         );
         let (responses, rx) = mpsc::channel(16);
-        self.tracker.spawn(serve_stream(
-            self.feed.clone(),
+        let stream = Stream {
+            feed: self.feed.clone(),
             origin,
-            inbound,
             responses,
-            self.token.clone(),
-        ));
+            touch_every: self.touch_every,
+            touched: Instant::now(),
+        };
+        self.tracker
+            .spawn(stream.serve(inbound, self.token.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
+/// The node a Report stream speaks for, from its Hello. This is the one place a
+/// stream's identity is decided.
 fn origin(hello: Hello) -> Result<Origin, Status> {
     for (field, value) in [
         ("node_name", &hello.node_name),
@@ -105,44 +141,139 @@ fn origin(hello: Hello) -> Result<Origin, Status> {
         stream_id: hello.stream_id,
         boot_id: hello.boot_id,
         agent_version: hello.agent_version,
+        cluster: hello.cluster,
     })
 }
 
-async fn serve_stream(
+/// One agent's open Report stream.
+struct Stream {
     feed: Arc<Feed>,
     origin: Origin,
-    mut inbound: Streaming<ReportRequest>,
     responses: mpsc::Sender<Result<ReportResponse, Status>>,
-    token: CancellationToken,
-) {
-    loop {
-        let message = tokio::select! {
-            () = token.cancelled() => {
-                let _ = responses.send(Err(Status::unavailable("the collector is shutting down"))).await;
+    touch_every: Duration,
+    /// When the node was last recorded as heard from.
+    touched: Instant,
+}
+
+impl Stream {
+    async fn serve(mut self, mut inbound: Streaming<ReportRequest>, token: CancellationToken) {
+        let _open = self.feed.metrics().stream_open(StreamKind::Agent);
+        loop {
+            let message = tokio::select! {
+                () = token.cancelled() => {
+                    let _ = self.responses.send(Err(Status::unavailable("the collector is shutting down"))).await;
+                    return;
+                }
+                () = tokio::time::sleep_until(self.touched + self.touch_every) => {
+                    // Idle but connected: still reporting.
+                    self.touch().await;
+                    continue;
+                }
+                message = inbound.message() => message,
+            };
+            let reply = match message {
+                Ok(Some(ReportRequest { kind: Some(kind) })) => {
+                    if self.touched.elapsed() >= self.touch_every {
+                        self.touch().await;
+                    }
+                    self.handle(kind).await
+                }
+                Ok(Some(ReportRequest { kind: None })) => {
+                    Err(Status::invalid_argument("empty ReportRequest"))
+                }
+                Ok(None) => {
+                    info!(node = self.origin.node_name, "agent disconnected");
+                    return;
+                }
+                Err(status) => {
+                    warn!(node = self.origin.node_name, %status, "agent stream failed");
+                    return;
+                }
+            };
+            let failed = reply.is_err();
+            if self.responses.send(reply).await.is_err() || failed {
                 return;
             }
-            message = inbound.message() => message,
-        };
-        let reply = match message {
-            Ok(Some(ReportRequest {
-                kind: Some(report_request::Kind::Findings(batch)),
-            })) => ingest(&feed, &origin, batch).await,
-            Ok(Some(_)) => Err(Status::invalid_argument(
-                "only finding batches may follow the Hello",
-            )),
-            Ok(None) => {
-                info!(node = origin.node_name, "agent disconnected");
-                return;
-            }
-            Err(status) => {
-                warn!(node = origin.node_name, %status, "agent stream failed");
-                return;
-            }
-        };
-        let failed = reply.is_err();
-        if responses.send(reply).await.is_err() || failed {
-            return;
         }
+    }
+
+    async fn handle(&self, kind: report_request::Kind) -> Result<ReportResponse, Status> {
+        match kind {
+            report_request::Kind::Findings(batch) => {
+                let reply = ingest(&self.feed, &self.origin, batch).await;
+                if reply.is_ok() {
+                    self.feed.metrics().ack_sent(AckKind::Findings);
+                }
+                reply
+            }
+            report_request::Kind::Posture(snapshot) => {
+                let reply = self.posture(snapshot).await;
+                if reply.is_ok() {
+                    self.feed.metrics().ack_sent(AckKind::Posture);
+                }
+                reply
+            }
+            report_request::Kind::Hello(_) => Err(Status::invalid_argument(
+                "a Report stream has one Hello, at its start",
+            )),
+        }
+    }
+
+    /// Records the node as heard from. A failure only delays that, so it is logged and
+    /// the stream goes on; it is tried again one interval later (not at once, which
+    /// would hammer a store in trouble).
+    async fn touch(&mut self) {
+        self.touched = Instant::now();
+        if let Err(err) = self.feed.seen(&self.origin.node_name).await {
+            warn!(
+                error = format!("{:#}", anyhow::Error::new(err)),
+                node = self.origin.node_name,
+                "recording that the node reported failed"
+            );
+        }
+    }
+
+    async fn posture(&self, wire: PostureSnapshot) -> Result<ReportResponse, Status> {
+        let snapshot = model::PostureSnapshot::try_from(wire)
+            .map_err(|err| Status::invalid_argument(format!("posture snapshot: {err}")))?;
+        let generation = snapshot.generation;
+        let outcome = self
+            .feed
+            .store()
+            .store_posture(
+                &self.origin.node_name,
+                &self.origin.stream_id,
+                &snapshot,
+                Timestamp::now(),
+            )
+            .await
+            .map_err(|err| {
+                error!(
+                    error = format!("{:#}", anyhow::Error::new(err)),
+                    node = self.origin.node_name,
+                    "storing posture failed"
+                );
+                Status::internal("the collector could not store the posture snapshot")
+            })?;
+        match outcome {
+            PostureOutcome::Stored => {
+                info!(
+                    node = self.origin.node_name,
+                    generation,
+                    failing = snapshot.failing().count(),
+                    "posture stored"
+                );
+                self.feed.metrics().fleet_changed();
+            }
+            // Acknowledged all the same: the agent has nothing better to send.
+            PostureOutcome::Stale => debug!(
+                node = self.origin.node_name,
+                generation, "older posture snapshot ignored"
+            ),
+        }
+        Ok(ReportResponse {
+            kind: Some(report_response::Kind::PostureAck(PostureAck { generation })),
+        })
     }
 }
 
@@ -168,7 +299,7 @@ async fn ingest(
     };
     let new = feed.ingest(origin, findings).await.map_err(|err| {
         error!(
-            error = format!("{err:#}"),
+            error = format!("{:#}", anyhow::Error::new(err)),
             node = origin.node_name,
             "storing findings failed"
         );

@@ -1,10 +1,16 @@
 //! Collector configuration: YAML, camelCase keys, unknown keys refused, errors name the
 //! file.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use nodeward_runtime::config::Validate;
-use serde::Deserialize;
+use jiff::{SignedDuration, Span, SpanRelativeTo};
+use nodeward_runtime::{
+    config::Validate,
+    tls::{TlsFiles, TlsMode},
+};
+use serde::{Deserialize, Deserializer};
+
+use crate::export::ExportConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -15,15 +21,32 @@ pub struct Config {
     /// `sqlite:///path/to/file.db`.
     #[serde(default = "default_storage")]
     pub storage: String,
-    /// Required, so that plaintext is always a written-down choice.
+    /// `mutual` (agents and SOC clients present certificates from `caFile`) or
+    /// `disabled` (plaintext, tests and demos); required, so that plaintext is always a
+    /// written-down choice.
     pub tls: TlsMode,
-}
-
-/// Only `disabled` exists so far (local tests and demos); it is logged as a warning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TlsMode {
-    Disabled,
+    /// CA bundle client certificates must chain to (`tls: mutual`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The collector's server certificate (`tls: mutual`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (`tls: mutual`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// `/metrics`, `/healthz` and `/readyz` (plain HTTP, for Prometheus and kubelet probes).
+    #[serde(default = "default_http_listen", alias = "metricsListen")]
+    pub http_listen: SocketAddr,
+    /// How long stored findings are kept, e.g. `30d` or `12h`. The nodes' latest posture
+    /// is kept whatever its age.
+    #[serde(default = "default_retention", deserialize_with = "duration")]
+    pub retention: SignedDuration,
+    /// A node that has not reported for this long is marked silent (`node-silent`).
+    #[serde(default = "default_silence_after", deserialize_with = "duration")]
+    pub silence_after: SignedDuration,
+    /// Copies of every stored finding to a file and/or a webhook.
+    #[serde(default)]
+    pub export: Option<ExportConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -32,6 +55,35 @@ fn default_listen() -> SocketAddr {
 
 fn default_storage() -> String {
     "sqlite:///var/lib/nodeward/collector.db".into()
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9090))
+}
+
+fn default_retention() -> SignedDuration {
+    SignedDuration::from_hours(30 * 24)
+}
+
+fn default_silence_after() -> SignedDuration {
+    SignedDuration::from_mins(5)
+}
+
+/// A duration such as `30d`, `5m`, `1h30m` or `PT5M`. Days are taken as 24 hours: jiff's
+/// `SignedDuration` refuses days because of DST, which does not matter for retention.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SignedDuration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse::<Span>()
+        .and_then(|span| span.to_duration(SpanRelativeTo::days_are_24_hours()))
+        .map_err(|err| serde::de::Error::custom(format!("not a duration ({err}): {text:?}")))
+}
+
+/// A positive duration as `std`, or a message naming `key`.
+fn positive(key: &str, value: SignedDuration) -> Result<Duration, String> {
+    Duration::try_from(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{key}: must be a positive duration, got {value}"))
 }
 
 /// Where findings are kept.
@@ -56,9 +108,46 @@ impl Config {
     }
 }
 
+impl Config {
+    /// `retention`, validated positive.
+    pub fn retention(&self) -> Duration {
+        positive("retention", self.retention).unwrap_or(Duration::MAX)
+    }
+
+    /// `silenceAfter`, validated to be at least a second.
+    pub fn silence_after(&self) -> Duration {
+        positive("silenceAfter", self.silence_after).unwrap_or(Duration::from_mins(5))
+    }
+}
+
+impl Config {
+    /// The TLS files when `tls: mutual`.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, String> {
+        TlsFiles::from_config(
+            "",
+            self.tls,
+            self.ca_file.as_deref(),
+            self.cert_file.as_deref(),
+            self.key_file.as_deref(),
+        )
+    }
+}
+
 impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
-        self.storage().map(drop)
+        self.tls_files()?;
+        self.storage()?;
+        positive("retention", self.retention)?;
+        if positive("silenceAfter", self.silence_after)? < Duration::from_secs(1) {
+            return Err(format!(
+                "silenceAfter: must be at least 1s, got {}",
+                self.silence_after
+            ));
+        }
+        if let Some(export) = &self.export {
+            export.validate()?;
+        }
+        Ok(())
     }
 }
 
@@ -82,6 +171,26 @@ mod tests {
             config.storage().unwrap(),
             Storage::Sqlite("/var/lib/nodeward/collector.db".into())
         );
+        assert_eq!(config.http_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(config.retention(), Duration::from_hours(30 * 24));
+        assert_eq!(config.silence_after(), Duration::from_mins(5));
+        assert!(config.export.is_none());
+    }
+
+    #[test]
+    fn durations_listen_and_export() {
+        let config = parse(
+            "tls: disabled\nretention: 7d\nsilenceAfter: 90s\nmetricsListen: 127.0.0.1:0\n\
+             export: {file: '-', format: json}\n",
+        )
+        .unwrap();
+        assert_eq!(config.retention(), Duration::from_hours(7 * 24));
+        assert_eq!(config.silence_after(), Duration::from_secs(90));
+        assert_eq!(config.http_listen.to_string(), "127.0.0.1:0");
+        assert!(config.export.is_some());
+        let config = parse("tls: disabled\nhttpListen: 127.0.0.1:9\nretention: 1h30m\n").unwrap();
+        assert_eq!(config.http_listen.port(), 9);
+        assert_eq!(config.retention(), Duration::from_mins(90));
     }
 
     #[test]
@@ -100,6 +209,11 @@ mod tests {
             ("tls: disabled\nstorage: sqlite://relative.db\n", "absolute"),
             ("tls: disabled\nlisten: nowhere\n", "listen"),
             ("tls: disabled\nlistne: 127.0.0.1:1\n", "listne"),
+            ("tls: disabled\nretention: forever\n", "duration"),
+            ("tls: disabled\nretention: 0s\n", "retention"),
+            ("tls: disabled\nsilenceAfter: 10ms\n", "silenceAfter"),
+            ("tls: disabled\nsilenceAfter: -5m\n", "silenceAfter"),
+            ("tls: disabled\nexport: {format: json}\n", "export"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");

@@ -1,13 +1,18 @@
 //! Findings and nodes in SQLite (WAL, one file). Inserting is idempotent per
 //! (node, stream, seq), so an agent's resend after a reconnect is stored once.
+//!
+//! Timestamps are stored as RFC 3339 text (jiff's `Display`); its fraction has a variable
+//! number of digits, so queries compare them through `julianday()`, never as strings.
+
+mod findings;
+mod nodes;
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use nodeward_proto::{model, v1};
-use prost::Message as _;
+use nodeward_proto::model;
 use sqlx::{
-    Row as _, SqlitePool,
+    SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
@@ -39,17 +44,37 @@ pub enum StoreError {
         #[source]
         source: prost::DecodeError,
     },
+    #[error("the stored posture of node {node} cannot be read")]
+    CorruptPosture {
+        node: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("stored time {value:?} of node {node} cannot be read")]
+    CorruptTime {
+        node: String,
+        value: String,
+        #[source]
+        source: jiff::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+pub use self::{
+    findings::matches,
+    nodes::{FleetSummary, NodeRecord, PostureOutcome},
+};
+
 /// Where a batch of findings came from, as the agent's hello said.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     pub node_name: String,
     pub stream_id: String,
     pub boot_id: String,
     pub agent_version: String,
+    /// The cluster the agent says its node is in; may be empty.
+    pub cluster: String,
 }
 
 pub struct Store {
@@ -89,108 +114,6 @@ impl Store {
                 source,
             })?;
         Ok(Self { pool })
-    }
-
-    /// Records that a node said hello.
-    pub async fn upsert_node(&self, origin: &Origin, now: Timestamp) -> Result<()> {
-        let now = now.to_string();
-        sqlx::query(
-            "INSERT INTO nodes (name, boot_id, stream_id, agent_version, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-             ON CONFLICT (name) DO UPDATE SET boot_id = ?2, stream_id = ?3, agent_version = ?4, last_seen = ?5",
-        )
-        .bind(&origin.node_name)
-        .bind(&origin.boot_id)
-        .bind(&origin.stream_id)
-        .bind(&origin.agent_version)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Stores a batch in one transaction and returns the findings that were new, as
-    /// records in id order (resent ones are skipped).
-    pub async fn insert_findings(
-        &self,
-        origin: &Origin,
-        findings: Vec<model::Finding>,
-        received: Timestamp,
-    ) -> Result<Vec<v1::FindingRecord>> {
-        let received_text = received.to_string();
-        let mut tx = self.pool.begin().await?;
-        let mut records = Vec::new();
-        for finding in findings {
-            let wire = v1::Finding::from(finding.clone());
-            let inserted = sqlx::query(
-                "INSERT INTO findings (node_name, stream_id, seq, boot_id, received_time, time, rule_id, severity, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (node_name, stream_id, seq) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&origin.node_name)
-            .bind(&origin.stream_id)
-            .bind(i64::try_from(finding.seq).unwrap_or(i64::MAX))
-            .bind(&origin.boot_id)
-            .bind(&received_text)
-            .bind(finding.time.to_string())
-            .bind(&finding.rule_id)
-            .bind(severity_name(finding.severity))
-            .bind(wire.encode_to_vec())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = inserted {
-                records.push(v1::FindingRecord {
-                    id: id_from(row.try_get(0)?),
-                    node_name: origin.node_name.clone(),
-                    boot_id: origin.boot_id.clone(),
-                    received_time: Some(wire_time(received)),
-                    finding: Some(wire),
-                });
-            }
-        }
-        sqlx::query("UPDATE nodes SET last_seen = ?1 WHERE name = ?2")
-            .bind(&received_text)
-            .bind(&origin.node_name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(records)
-    }
-
-    /// Up to `limit` records with an id above `after`, in id order.
-    pub async fn findings_after(&self, after: u64, limit: u32) -> Result<Vec<v1::FindingRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, node_name, boot_id, received_time, body FROM findings WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| {
-                let id: i64 = row.try_get(0)?;
-                let received: String = row.try_get(3)?;
-                let body: Vec<u8> = row.try_get(4)?;
-                let finding = v1::Finding::decode(body.as_slice())
-                    .map_err(|source| StoreError::Corrupt { id, source })?;
-                Ok(v1::FindingRecord {
-                    id: id_from(id),
-                    node_name: row.try_get(1)?,
-                    boot_id: row.try_get(2)?,
-                    received_time: received.parse().ok().map(wire_time),
-                    finding: Some(finding),
-                })
-            })
-            .collect()
-    }
-
-    /// The largest finding id stored so far (0 when there is none).
-    pub async fn last_id(&self) -> Result<u64> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM findings")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(id.map_or(0, id_from))
     }
 }
 

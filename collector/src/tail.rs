@@ -7,22 +7,25 @@ use std::{io::Write as _, time::Duration};
 use anyhow::Context as _;
 use clap::ValueEnum;
 use nodeward_proto::{
-    model::FindingRecord,
+    model::{self, FindingRecord},
     v1::{SubscribeRequest, soc_service_client::SocServiceClient},
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tracing::warn;
 
-use crate::soc_service::CURSOR_METADATA;
+use crate::{client::EndpointArgs, output, soc_service::CURSOR_METADATA};
 
-#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// One line per finding for people.
+    /// Aligned columns for people, one line per finding.
     #[default]
-    Text,
-    /// One JSON object per line.
+    #[value(alias = "text")]
+    Table,
+    /// One JSON object per line: the stored record.
     Json,
+    /// One JSON object per line: an OCSF 1.8.0 Detection or Compliance Finding.
+    Ocsf,
 }
 
 const RETRY: Duration = Duration::from_secs(2);
@@ -30,17 +33,20 @@ const RETRY: Duration = Duration::from_secs(2);
 /// Runs until cancelled. Fails only while it has never subscribed, so a wrong endpoint is
 /// reported at once; after that it keeps resuming.
 pub async fn run(
-    endpoint: String,
+    endpoint: &EndpointArgs,
     mut after: Option<u64>,
+    filter: model::FindingFilter,
     format: Format,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let endpoint = Endpoint::from_shared(endpoint.clone())
-        .with_context(|| format!("invalid endpoint {endpoint:?}"))?;
+    let endpoint = endpoint.endpoint()?;
+    if format == Format::Table {
+        print_line(&output::finding_header())?;
+    }
     loop {
         let result = tokio::select! {
             () = token.cancelled() => return Ok(()),
-            result = follow(&endpoint, &mut after, format) => result,
+            result = follow(&endpoint, &mut after, &filter, format) => result,
         };
         match result {
             Err(err) if after.is_none() => {
@@ -62,12 +68,16 @@ pub async fn run(
 async fn follow(
     endpoint: &Endpoint,
     after: &mut Option<u64>,
+    filter: &model::FindingFilter,
     format: Format,
 ) -> anyhow::Result<()> {
     let channel = endpoint.connect().await.context("connecting")?;
     let mut client = SocServiceClient::new(channel);
     let response = client
-        .subscribe(SubscribeRequest { after_id: *after })
+        .subscribe(SubscribeRequest {
+            after_id: *after,
+            filter: Some(filter.clone().into()),
+        })
         .await?;
     if after.is_none() {
         // Subscribed "from now": learn where now was, so a reconnect resumes there.
@@ -90,15 +100,14 @@ async fn follow(
 
 fn print(record: &FindingRecord, format: Format) -> anyhow::Result<()> {
     let line = match format {
-        Format::Json => serde_json::to_string(record)?,
-        Format::Text => {
-            let f = &record.finding;
-            format!(
-                "{} {} {:?} {} {}",
-                f.time, record.node_name, f.severity, f.rule_id, f.summary
-            )
-        }
+        Format::Json => output::finding_json(record)?,
+        Format::Ocsf => output::finding_ocsf(record)?,
+        Format::Table => output::finding_row(record),
     };
+    print_line(&line)
+}
+
+fn print_line(line: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     // Flush per line: the reader is often a pipe (jq, a log shipper) that waits for it.
     writeln!(out, "{line}")

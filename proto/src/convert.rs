@@ -292,5 +292,165 @@ impl From<model::FindingRecord> for v1::FindingRecord {
     }
 }
 
+impl TryFrom<v1::CheckStatus> for model::CheckStatus {
+    type Error = ConvertError;
+    fn try_from(value: v1::CheckStatus) -> Result<Self> {
+        Ok(match value {
+            v1::CheckStatus::Pass => Self::Pass,
+            v1::CheckStatus::Fail => Self::Fail,
+            v1::CheckStatus::Warn => Self::Warn,
+            v1::CheckStatus::Error => Self::Error,
+            v1::CheckStatus::Unspecified => {
+                return Err(ConvertError::BadEnum {
+                    field: "checks.status",
+                    value: 0,
+                });
+            }
+        })
+    }
+}
+
+impl From<model::CheckStatus> for v1::CheckStatus {
+    fn from(value: model::CheckStatus) -> Self {
+        match value {
+            model::CheckStatus::Pass => Self::Pass,
+            model::CheckStatus::Fail => Self::Fail,
+            model::CheckStatus::Warn => Self::Warn,
+            model::CheckStatus::Error => Self::Error,
+        }
+    }
+}
+
+impl TryFrom<v1::PostureCheck> for model::PostureCheck {
+    type Error = ConvertError;
+    fn try_from(value: v1::PostureCheck) -> Result<Self> {
+        if value.id.is_empty() {
+            return Err(ConvertError::Missing("checks.id"));
+        }
+        let status =
+            v1::CheckStatus::try_from(value.status).map_err(|_| ConvertError::BadEnum {
+                field: "checks.status",
+                value: value.status,
+            })?;
+        Ok(Self {
+            status: status.try_into()?,
+            id: value.id,
+            title: value.title,
+            benchmarks: value.benchmarks,
+            observed: value.observed,
+            expected: value.expected,
+            source: value.source,
+            remediation: value.remediation,
+        })
+    }
+}
+
+impl From<model::PostureCheck> for v1::PostureCheck {
+    fn from(value: model::PostureCheck) -> Self {
+        Self {
+            status: v1::CheckStatus::from(value.status).into(),
+            id: value.id,
+            title: value.title,
+            benchmarks: value.benchmarks,
+            observed: value.observed,
+            expected: value.expected,
+            source: value.source,
+            remediation: value.remediation,
+        }
+    }
+}
+
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+impl TryFrom<v1::PostureSnapshot> for model::PostureSnapshot {
+    type Error = ConvertError;
+    fn try_from(value: v1::PostureSnapshot) -> Result<Self> {
+        if value.generation == 0 {
+            return Err(ConvertError::Missing("posture.generation"));
+        }
+        Ok(Self {
+            generation: value.generation,
+            time: timestamp("posture.time", value.time)?,
+            imds_mode: value.imds_mode,
+            checks: value
+                .checks
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_>>()?,
+            scan_error: non_empty(value.scan_error),
+            policy_generation: non_empty(value.policy_generation),
+        })
+    }
+}
+
+impl From<model::PostureSnapshot> for v1::PostureSnapshot {
+    fn from(value: model::PostureSnapshot) -> Self {
+        Self {
+            generation: value.generation,
+            time: Some(wire_timestamp(value.time)),
+            imds_mode: value.imds_mode,
+            checks: value.checks.into_iter().map(Into::into).collect(),
+            scan_error: value.scan_error.unwrap_or_default(),
+            policy_generation: value.policy_generation.unwrap_or_default(),
+        }
+    }
+}
+
+impl TryFrom<v1::FindingFilter> for model::FindingFilter {
+    type Error = ConvertError;
+    fn try_from(value: v1::FindingFilter) -> Result<Self> {
+        let min_severity = match v1::Severity::try_from(value.min_severity) {
+            Ok(v1::Severity::Unspecified) => None,
+            Ok(severity) => Some(severity.try_into()?),
+            Err(_) => {
+                return Err(ConvertError::BadEnum {
+                    field: "filter.min_severity",
+                    value: value.min_severity,
+                });
+            }
+        };
+        let categories = value
+            .categories
+            .into_iter()
+            .map(|c| {
+                v1::FindingCategory::try_from(c)
+                    .map_err(|_| ConvertError::BadEnum {
+                        field: "filter.categories",
+                        value: c,
+                    })
+                    .and_then(model::Category::try_from)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            min_severity,
+            categories,
+            rule_ids: value.rule_ids,
+            nodes: value.nodes,
+            namespaces: value.namespaces,
+        })
+    }
+}
+
+impl From<model::FindingFilter> for v1::FindingFilter {
+    fn from(value: model::FindingFilter) -> Self {
+        Self {
+            min_severity: value
+                .min_severity
+                .map_or(v1::Severity::Unspecified, Into::into)
+                .into(),
+            categories: value
+                .categories
+                .into_iter()
+                .map(|c| v1::FindingCategory::from(c).into())
+                .collect(),
+            rule_ids: value.rule_ids,
+            nodes: value.nodes,
+            namespaces: value.namespaces,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -233,3 +233,96 @@ pub struct FindingRecord {
     pub received_time: Timestamp,
     pub finding: Finding,
 }
+
+/// A posture check's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Pass,
+    Fail,
+    /// Worth a look, not a failure (e.g. a certificate expiring soon).
+    Warn,
+    /// Could not be judged: missing, unreadable or unparsable input. Never a pass.
+    Error,
+}
+
+/// One posture check's verdict on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostureCheck {
+    pub id: String,
+    pub title: String,
+    /// `"<benchmark>:<item>"`, e.g. `"cis-eks-1.8.0:3.2.1"`.
+    pub benchmarks: Vec<String>,
+    pub status: CheckStatus,
+    pub observed: String,
+    pub expected: String,
+    /// `flag --x`, `config FILE`, `drop-in FILE`, `default`, or the file judged.
+    pub source: String,
+    pub remediation: String,
+}
+
+/// A node's posture as one scan saw it, and what the agent enforces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostureSnapshot {
+    /// Increases with every snapshot one agent outbox makes.
+    pub generation: u64,
+    pub time: Timestamp,
+    /// `enforce`, `audit` or `off`.
+    pub imds_mode: String,
+    pub checks: Vec<PostureCheck>,
+    /// Why the scan could not run (then `checks` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_error: Option<String>,
+    /// The `NodeHardeningPolicy` generation enforced, when policies are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_generation: Option<String>,
+}
+
+impl PostureSnapshot {
+    /// Ids of the checks that fail.
+    pub fn failing(&self) -> impl Iterator<Item = &str> {
+        self.checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .map(|c| c.id.as_str())
+    }
+}
+
+/// Which findings a SOC consumer wants: every non-empty part must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<Category>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Pod namespaces; a finding without a pod never matches a namespace filter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+}
+
+impl FindingFilter {
+    /// Whether `record` passes the filter.
+    pub fn matches(&self, record: &FindingRecord) -> bool {
+        let f = &record.finding;
+        self.min_severity.is_none_or(|min| f.severity >= min)
+            && (self.categories.is_empty() || self.categories.contains(&f.category))
+            && (self.rule_ids.is_empty() || self.rule_ids.contains(&f.rule_id))
+            && (self.nodes.is_empty() || self.nodes.contains(&record.node_name))
+            && (self.namespaces.is_empty()
+                || f.pod
+                    .as_ref()
+                    .is_some_and(|p| self.namespaces.contains(&p.namespace)))
+    }
+
+    /// Whether the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}

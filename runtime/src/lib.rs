@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod http;
+pub mod tls;
 
 use clap::ValueEnum;
 use tracing_subscriber::{EnvFilter, fmt};

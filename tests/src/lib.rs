@@ -58,6 +58,7 @@ pub mod bpf;
 mod bpffs;
 mod builder;
 mod capture;
+pub mod certs;
 pub mod cgroup;
 mod imds;
 mod metadata;

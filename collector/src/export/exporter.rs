@@ -9,7 +9,7 @@ use std::{
 };
 
 use nodeward_proto::{model, v1};
-use tokio::{sync::broadcast::error::RecvError, task::JoinHandle};
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -63,6 +63,7 @@ impl Exporter {
     }
 
     /// Starts after finding `id` instead of the cursor file or the newest stored finding.
+    #[cfg(test)]
     #[must_use]
     pub fn start_after(mut self, id: u64) -> Self {
         self.start_after = Some(id);
@@ -74,8 +75,9 @@ impl Exporter {
         self.stats.clone()
     }
 
-    /// Runs [`Exporter::run`] on its own task.
-    pub fn spawn(self, feed: Arc<Feed>, cancel: CancellationToken) -> JoinHandle<()> {
+    /// Runs [`Exporter::run`] on its own task (the collector runs it on its tracker).
+    #[cfg(test)]
+    pub fn spawn(self, feed: Arc<Feed>, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.run(feed, cancel))
     }
 

@@ -58,6 +58,7 @@ impl Collector {
             stream_id: "s1".into(),
             boot_id: "boot-1".into(),
             agent_version: "0.1.0".into(),
+            cluster: String::new(),
         };
         let findings = (0..n)
             .map(|i| {

@@ -18,21 +18,31 @@ use tonic::{Code, Streaming, transport::Channel};
 use super::*;
 use crate::soc_service::CURSOR_METADATA;
 
-struct Running {
-    channel: Channel,
+pub(super) struct Running {
+    pub channel: Channel,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub http: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
 impl Running {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
+        Self::start_with(|collector| collector).await
+    }
+
+    /// Starts a collector on loopback, after `configure` had its say.
+    pub async fn start_with(configure: impl FnOnce(Collector) -> Collector) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("c.db")).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(Collector::new(store).serve(listener, async {
+        let collector = configure(Collector::new(store).http(http));
+        let done = tokio::spawn(collector.serve(listener, async {
             let _ = stopped.await;
         }));
         let channel = Channel::from_shared(format!("http://{addr}"))
@@ -42,13 +52,18 @@ impl Running {
             .unwrap();
         Self {
             channel,
+            http: http_addr,
             stop: Some(stop),
             done,
             _dir: dir,
         }
     }
 
-    async fn stop(mut self) {
+    pub fn soc(&self) -> SocServiceClient<Channel> {
+        SocServiceClient::new(self.channel.clone())
+    }
+
+    pub async fn stop(mut self) {
         self.stop.take().unwrap().send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), self.done)
             .await
@@ -58,7 +73,7 @@ impl Running {
     }
 }
 
-fn finding(seq: u64) -> nodeward_proto::v1::Finding {
+pub(super) fn finding(seq: u64) -> nodeward_proto::v1::Finding {
     let summary = format!("attempt {seq}");
     model::Finding {
         seq,
@@ -67,25 +82,26 @@ fn finding(seq: u64) -> nodeward_proto::v1::Finding {
     .into()
 }
 
-fn hello(node: &str) -> ReportRequest {
+pub(super) fn hello(node: &str) -> ReportRequest {
     ReportRequest {
         kind: Some(report_request::Kind::Hello(Hello {
             node_name: node.into(),
             agent_version: "test".into(),
             boot_id: "boot".into(),
             stream_id: "stream".into(),
+            cluster: "test".into(),
         })),
     }
 }
 
-fn batch(findings: Vec<nodeward_proto::v1::Finding>) -> ReportRequest {
+pub(super) fn batch(findings: Vec<nodeward_proto::v1::Finding>) -> ReportRequest {
     ReportRequest {
         kind: Some(report_request::Kind::Findings(FindingBatch { findings })),
     }
 }
 
 /// Opens a Report stream and sends `first`; returns the sender and the responses.
-async fn report(
+pub(super) async fn report(
     channel: &Channel,
     first: ReportRequest,
 ) -> Result<(mpsc::Sender<ReportRequest>, Streaming<ReportResponse>), tonic::Status> {
@@ -98,7 +114,7 @@ async fn report(
     Ok((tx, responses))
 }
 
-async fn next_ack(responses: &mut Streaming<ReportResponse>) -> u64 {
+pub(super) async fn next_ack(responses: &mut Streaming<ReportResponse>) -> u64 {
     let response = tokio::time::timeout(Duration::from_secs(5), responses.message())
         .await
         .unwrap()
@@ -106,11 +122,11 @@ async fn next_ack(responses: &mut Streaming<ReportResponse>) -> u64 {
         .unwrap();
     match response.kind {
         Some(report_response::Kind::Ack(ack)) => ack.seq,
-        None => panic!("response without an ack"),
+        other => panic!("expected a findings ack, got {other:?}"),
     }
 }
 
-async fn next_record(feed: &mut Streaming<FindingRecord>) -> FindingRecord {
+pub(super) async fn next_record(feed: &mut Streaming<FindingRecord>) -> FindingRecord {
     tokio::time::timeout(Duration::from_secs(5), feed.message())
         .await
         .expect("a record within 5 s")
@@ -129,7 +145,10 @@ async fn findings_are_acknowledged_stored_once_and_fed_to_the_soc() {
     assert_eq!(next_ack(&mut acks).await, 3);
 
     let mut feed = SocServiceClient::new(collector.channel.clone())
-        .subscribe(SubscribeRequest { after_id: Some(0) })
+        .subscribe(SubscribeRequest {
+            after_id: Some(0),
+            ..SubscribeRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -168,7 +187,7 @@ async fn live_subscription_reports_its_cursor_and_resume_misses_nothing() {
     next_ack(&mut acks).await;
 
     let response = SocServiceClient::new(collector.channel.clone())
-        .subscribe(SubscribeRequest { after_id: None })
+        .subscribe(SubscribeRequest::default())
         .await
         .unwrap();
     let cursor: u64 = response
@@ -197,6 +216,7 @@ async fn live_subscription_reports_its_cursor_and_resume_misses_nothing() {
     let mut feed = SocServiceClient::new(collector.channel.clone())
         .subscribe(SubscribeRequest {
             after_id: Some(last_seen.id),
+            ..SubscribeRequest::default()
         })
         .await
         .unwrap()
@@ -244,7 +264,10 @@ async fn a_malformed_finding_refuses_the_whole_batch() {
     );
 
     let mut feed = SocServiceClient::new(collector.channel.clone())
-        .subscribe(SubscribeRequest { after_id: Some(0) })
+        .subscribe(SubscribeRequest {
+            after_id: Some(0),
+            ..SubscribeRequest::default()
+        })
         .await
         .unwrap()
         .into_inner();

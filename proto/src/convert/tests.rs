@@ -142,3 +142,78 @@ proptest! {
         let _ = model::Finding::try_from(wire);
     }
 }
+
+fn posture_sample() -> model::PostureSnapshot {
+    model::PostureSnapshot {
+        generation: 3,
+        time: Timestamp::new(1_790_000_000, 0).unwrap(),
+        imds_mode: "enforce".into(),
+        checks: vec![model::PostureCheck {
+            id: "kubelet-anonymous-auth".into(),
+            title: "Anonymous requests to the kubelet are refused".into(),
+            benchmarks: vec!["cis-eks-1.8.0:3.2.1".into(), "cis-1.12:4.2.1".into()],
+            status: model::CheckStatus::Fail,
+            observed: "true".into(),
+            expected: "false".into(),
+            source: "default".into(),
+            remediation: "set authentication.anonymous.enabled: false".into(),
+        }],
+        scan_error: None,
+        policy_generation: Some("7".into()),
+    }
+}
+
+#[test]
+fn posture_snapshots_survive_the_wire() {
+    let wire = v1::PostureSnapshot::from(posture_sample());
+    assert_eq!(
+        model::PostureSnapshot::try_from(wire).unwrap(),
+        posture_sample()
+    );
+}
+
+#[test]
+fn a_check_without_a_status_is_refused() {
+    let mut wire = v1::PostureSnapshot::from(posture_sample());
+    wire.checks[0].status = 0;
+    let err = model::PostureSnapshot::try_from(wire.clone()).unwrap_err();
+    assert!(err.to_string().contains("checks.status"), "{err}");
+    wire.checks[0].status = 99;
+    assert!(model::PostureSnapshot::try_from(wire).is_err());
+}
+
+#[test]
+fn filters_survive_the_wire_and_match_every_part() {
+    let filter = model::FindingFilter {
+        min_severity: Some(model::Severity::High),
+        categories: vec![model::Category::Enforcement],
+        rule_ids: vec!["imds-access".into()],
+        nodes: vec!["node-a".into()],
+        namespaces: vec![String::new()],
+    };
+    let wire = v1::FindingFilter::from(filter.clone());
+    assert_eq!(model::FindingFilter::try_from(wire).unwrap(), filter);
+
+    let mut record = model::FindingRecord {
+        id: 1,
+        node_name: "node-a".into(),
+        boot_id: "b".into(),
+        received_time: Timestamp::new(1_790_000_000, 0).unwrap(),
+        finding: sample(),
+    };
+    record.finding.category = model::Category::Enforcement;
+    assert!(
+        filter.matches(&record),
+        "the sample pod has an empty namespace"
+    );
+    let mut other = record.clone();
+    other.node_name = "node-b".into();
+    assert!(!filter.matches(&other));
+    let mut low = record.clone();
+    low.finding.severity = model::Severity::Medium;
+    assert!(!filter.matches(&low));
+    let mut no_pod = record.clone();
+    no_pod.finding.pod = None;
+    assert!(!filter.matches(&no_pod), "no pod never matches a namespace");
+    assert!(model::FindingFilter::default().matches(&no_pod));
+}

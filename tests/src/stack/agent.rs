@@ -25,6 +25,13 @@ pub struct AgentSpec {
     /// Names a second agent on the same node: its config, spool, logs and pins live
     /// apart from the first one's.
     pub instance: Option<String>,
+    /// Mutual TLS: the certificates directory and the stem of the client certificate
+    /// (`node-a` for `node-a.crt`/`node-a.key`).
+    pub tls: Option<(PathBuf, String)>,
+    /// YAML appended to the config (top-level keys).
+    pub extra_yaml: String,
+    /// `collector.spoolMaxBytes`.
+    pub spool_max_bytes: Option<u64>,
 }
 
 impl AgentSpec {
@@ -37,7 +44,38 @@ impl AgentSpec {
             node_name: None,
             pods_file: false,
             instance: None,
+            tls: None,
+            extra_yaml: String::new(),
+            spool_max_bytes: None,
         }
+    }
+
+    /// Reports over mutual TLS with `certs/<cert>.crt` (see [`crate::certs::write_certs`]).
+    #[must_use]
+    pub fn tls(mut self, certs: &Path, cert: &str) -> Self {
+        self.tls = Some((certs.to_owned(), cert.to_owned()));
+        self
+    }
+
+    /// Bounds the agent's spool.
+    #[must_use]
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.spool_max_bytes = Some(bytes);
+        self
+    }
+
+    /// Appends top-level YAML to the config.
+    #[must_use]
+    pub fn extra_yaml(mut self, yaml: &str) -> Self {
+        self.extra_yaml.push_str(yaml);
+        self
+    }
+
+    /// Reports as `name` rather than the node's id.
+    #[must_use]
+    pub fn node_name(mut self, name: &str) -> Self {
+        self.node_name = Some(name.to_owned());
+        self
     }
 
     /// Makes this a separate agent instance named `name` (see [`AgentSpec::instance`]).
@@ -160,6 +198,24 @@ impl AgentProcess {
         );
     }
 
+    /// The value of the Prometheus sample `series` (e.g.
+    /// `nodeward_events_total{source="imds"}`) on the agent's `/metrics`, or `None`
+    /// when the agent does not report it (yet).
+    #[must_use]
+    pub fn metric(&mut self, series: &str) -> Option<f64> {
+        let log = self.daemon.log();
+        let addr = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("metrics listening"))?
+            .split("addr=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .to_owned();
+        crate::stack::scrape(&addr, series)
+    }
+
     /// The config file it runs with.
     #[must_use]
     pub fn config(&self) -> &PathBuf {
@@ -189,15 +245,30 @@ fn spawn(config: &Path, log: &Path) -> Daemon {
 }
 
 fn write_config(node: &SimNode, spec: &AgentSpec, path: &Path, pods: &Path, node_name: &str) {
+    let tls = spec.tls.as_ref().map_or_else(
+        || "disabled".to_owned(),
+        |(certs, cert)| {
+            format!(
+                "mutual\n  caFile: {}\n  certFile: {}\n  keyFile: {}",
+                certs.join("ca.crt").display(),
+                certs.join(format!("{cert}.crt")).display(),
+                certs.join(format!("{cert}.key")).display()
+            )
+        },
+    );
     let mut yaml = format!(
-        "nodeName: {node_name}\ncgroupRoot: {}\npodCgroupPath: {}\nbpfPinPath: {}\n\
-         collector:\n  endpoint: {}\n  tls: disabled\n  spoolDir: {}\n",
+        "nodeName: {node_name}\ncgroupRoot: {}\npodCgroupPath: {}\nbpfPinPath: {}\nhttpListen: 127.0.0.1:0\n\
+         collector:\n  endpoint: {}\n  tls: {tls}\n  spoolDir: {}\n",
         node.cgroup_root().display(),
         node.pod_cgroup_path().display(),
         spec.pins(node).display(),
         spec.endpoint,
         spec.dir(node).join("spool").display(),
     );
+    if let Some(bytes) = spec.spool_max_bytes {
+        let _ = writeln!(yaml, "  spoolMaxBytes: {bytes}");
+    }
+    yaml.push_str(&spec.extra_yaml);
     if spec.pods_file {
         let _ = writeln!(yaml, "pods:\n  file: {}", pods.display());
     }

@@ -24,8 +24,20 @@ impl TailProcess {
     /// log goes to `log`.
     #[must_use]
     pub fn start(endpoint: &str, since: Option<u64>, log: &std::path::Path) -> Self {
+        Self::start_with(endpoint, since, &[], log)
+    }
+
+    /// As [`TailProcess::start`], with more arguments for `tail` (TLS files, filters).
+    #[must_use]
+    pub fn start_with(
+        endpoint: &str,
+        since: Option<u64>,
+        args: &[String],
+        log: &std::path::Path,
+    ) -> Self {
         let mut command = Command::new(workspace_bin("nodeward-collector"));
         command.args(["tail", "--format", "json", "--endpoint", endpoint]);
+        command.args(args);
         if let Some(since) = since {
             command.arg("--since").arg(since.to_string());
         }

@@ -42,6 +42,10 @@ enum Probe {
     RawSend(raw::RawSendArgs),
     /// Run a benchmark workload and report its rate.
     Storm(storm::StormArgs),
+    /// Try a TCP connection to each of a range of ports, in order (one distinct
+    /// destination each, so every attempt is its own finding); succeeds whatever the
+    /// outcomes and counts them.
+    ConnectRange(ConnectRangeArgs),
 }
 
 impl Probe {
@@ -53,6 +57,7 @@ impl Probe {
             Self::TcpFastopen(args) => args.run(),
             Self::RawSend(args) => args.run(),
             Self::Storm(args) => args.run(),
+            Self::ConnectRange(args) => args.run(),
         }
     }
 }
@@ -91,6 +96,39 @@ impl ConnectArgs {
     fn run(self) -> io::Result<ProbeResult> {
         connect(self.addr, self.port, self.timeout_ms)?;
         Ok(ProbeResult::success())
+    }
+}
+
+#[derive(Args)]
+struct ConnectRangeArgs {
+    /// Address to connect to.
+    #[arg(long)]
+    addr: IpAddr,
+    /// First port.
+    #[arg(long)]
+    from: u16,
+    /// How many ports, from `from` up.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    count: u16,
+    /// Give up on each after this many milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_ms: u64,
+}
+
+impl ConnectRangeArgs {
+    fn run(self) -> io::Result<ProbeResult> {
+        let last = self.from.checked_add(self.count - 1).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "the port range passes 65535")
+        })?;
+        let mut ops = 0;
+        for port in self.from..=last {
+            let _ = connect(self.addr, port, self.timeout_ms);
+            ops += 1;
+        }
+        Ok(ProbeResult {
+            ops: Some(ops),
+            ..ProbeResult::success()
+        })
     }
 }
 
