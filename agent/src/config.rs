@@ -2,6 +2,7 @@
 //! errors, and every error names the file (and, for YAML errors, the line and key).
 
 mod imds;
+mod startup_taint;
 
 use std::path::PathBuf;
 
@@ -11,8 +12,9 @@ use nodeward_runtime::{
 };
 use serde::Deserialize;
 
-pub use self::imds::{ImdsConfig, ImdsMode};
-use crate::{posture::config::PostureConfig, rules::spec::RulesConfig};
+pub use self::imds::{AllowRule, ImdsConfig, ImdsMode};
+pub use self::startup_taint::StartupTaintConfig;
+use crate::{policy::PoliciesConfig, posture::config::PostureConfig, rules::spec::RulesConfig};
 
 /// The agent's configuration as written in its file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -56,6 +58,12 @@ pub struct Config {
     /// Changes to the built-in detection rules, and rules of this cluster's own.
     #[serde(default)]
     pub rules: RulesConfig,
+    /// `NodeHardeningPolicy` objects merged over this file (`policies: {enabled: ...}`).
+    #[serde(default)]
+    pub policies: PoliciesConfig,
+    /// The taint lifted from this node once IMDS enforcement is attached.
+    #[serde(default)]
+    pub startup_taint: StartupTaintConfig,
     pub collector: CollectorConfig,
 }
 
@@ -224,6 +232,7 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
         self.imds.validate()?;
         self.posture.validate()?;
+        self.startup_taint.validate()?;
         if let Some(root) = &self.host_root
             && !root.is_absolute()
         {

@@ -25,6 +25,7 @@ mod module;
 mod outbox;
 mod pipeline;
 mod pods;
+mod policy;
 mod posture;
 mod process_table;
 mod procinfo;
@@ -183,7 +184,10 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let mut ebpf = bpf::load_object(&pins)?;
     let (config, config_task) = config_watch::watch(config_path, config, token.clone());
     supervisor.spawn("config-file", config_task);
-    spawn_posture(&config, &outbox, &metrics, &supervisor);
+    // From here on: the file's configuration with the policies selecting this node.
+    let policy::Effective { config, generation } =
+        policy::start(config, &node_name, &supervisor).await?;
+    spawn_posture(&config, generation, &outbox, &metrics, &supervisor);
 
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
     let ctx = ModuleContext {
@@ -203,6 +207,8 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // Only the modules' own tasks may hold senders now, so the pipeline ends (after
     // draining) once they stop.
     drop(ctx);
+    // IMDS enforcement is attached: ordinary pods may now be scheduled here.
+    kube::spawn_startup_taint_removal(&config.borrow(), &node_name, &supervisor);
 
     let detector = Detector::new(
         rules,
@@ -336,6 +342,7 @@ fn modules(
 /// outbox.
 fn spawn_posture(
     config: &watch::Receiver<Arc<Config>>,
+    policy_generation: watch::Receiver<Option<String>>,
     outbox: &Outbox,
     metrics: &Arc<Metrics>,
     supervisor: &Supervisor,
@@ -351,6 +358,9 @@ fn spawn_posture(
         token.clone(),
     );
     supervisor.spawn("posture", task);
+    let (snapshots, task) =
+        policy::posture::with_policy_generation(snapshots, policy_generation, token.clone());
+    supervisor.spawn("posture-policy", task);
     supervisor.spawn(
         "posture-outbox",
         posture::forward::to_outbox(snapshots, outbox.clone(), metrics.clone(), token),

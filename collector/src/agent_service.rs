@@ -186,7 +186,10 @@ impl Stream {
                     return;
                 }
                 Err(status) => {
+                    // A message that cannot be decoded or is too large: the agent is told
+                    // why (if it still listens) and only this stream ends.
                     warn!(node = self.origin.node_name, %status, "agent stream failed");
+                    let _ = self.responses.send(Err(status)).await;
                     return;
                 }
             };

@@ -18,7 +18,8 @@ pub struct Config {
     /// gRPC address for agents and SOC clients.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// `sqlite:///path/to/file.db`.
+    /// `sqlite:///path/to/file.db`, or `postgres://user:password@host:port/database`
+    /// (several collector replicas may share one PostgreSQL database).
     #[serde(default = "default_storage")]
     pub storage: String,
     /// `mutual` (agents and SOC clients present certificates from `caFile`) or
@@ -90,21 +91,34 @@ fn positive(key: &str, value: SignedDuration) -> Result<Duration, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
     Sqlite(PathBuf),
+    /// The whole URL, as libpq and sqlx take it (it may hold a password: never log it).
+    Postgres(String),
 }
 
 impl Config {
     /// The parsed `storage` URL.
     pub fn storage(&self) -> Result<Storage, String> {
-        match self.storage.strip_prefix("sqlite://") {
-            Some(path) if path.starts_with('/') => Ok(Storage::Sqlite(PathBuf::from(path))),
-            Some(path) => Err(format!(
-                "storage: the SQLite path must be absolute (sqlite:///var/lib/...), got {path:?}"
-            )),
-            None => Err(format!(
-                "storage: expected a sqlite:///path URL, got {:?}",
-                self.storage
-            )),
+        if let Some(path) = self.storage.strip_prefix("sqlite://") {
+            return if path.starts_with('/') {
+                Ok(Storage::Sqlite(PathBuf::from(path)))
+            } else {
+                Err(format!(
+                    "storage: the SQLite path must be absolute (sqlite:///var/lib/...), got {path:?}"
+                ))
+            };
         }
+        // Both schemes libpq accepts; the rest of the URL is checked when connecting.
+        if ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| self.storage.starts_with(scheme))
+        {
+            return Ok(Storage::Postgres(self.storage.clone()));
+        }
+        // The value is not echoed: a mistyped PostgreSQL URL may hold a password.
+        Err(
+            "storage: expected a sqlite:///path or postgres://user:password@host/database URL"
+                .to_owned(),
+        )
     }
 }
 
@@ -200,6 +214,21 @@ mod tests {
             err.contains("collector.yaml") && err.contains("tls"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn postgres_storage() {
+        for url in [
+            "postgres://nodeward:secret@db:5432/nodeward",
+            "postgresql://db/nodeward",
+        ] {
+            let config = parse(&format!("tls: disabled\nstorage: {url}\n")).unwrap();
+            assert_eq!(config.storage().unwrap(), Storage::Postgres(url.into()));
+        }
+        let err = parse("tls: disabled\nstorage: postgre://u:hunter2@db/x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage") && !err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -185,12 +185,7 @@ enum Run {
 async fn serve(config: Config) -> anyhow::Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), listen = %config.listen, "nodeward collector starting");
     let tls = match config.tls_files().map_err(anyhow::Error::msg)? {
-        Some(files) => Some(
-            files
-                .read()
-                .and_then(|pem| pem.server_config())
-                .context("collector TLS")?,
-        ),
+        Some(files) => Some(tls::ServerTls::load(files).context("collector TLS")?),
         None => None,
     };
     if tls.is_none() {
@@ -204,6 +199,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Storage::Sqlite(path) => {
             let store = Store::open_sqlite(&path).await?;
             info!(path = %path.display(), "SQLite store open");
+            store
+        }
+        Storage::Postgres(url) => {
+            let store = Store::open_postgres(&url).await?;
+            info!("PostgreSQL store open");
             store
         }
     };
@@ -221,7 +221,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         collector = collector.export(exporter);
     }
     if let Some(tls) = tls {
-        info!("mutual TLS: agents and SOC clients must present certificates from the CA");
+        info!(
+            "mutual TLS: agents and SOC clients must present certificates from the CA; \
+             the certificate files are reloaded when they change"
+        );
         collector = collector.tls(tls);
     }
     collector

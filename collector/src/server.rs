@@ -1,6 +1,6 @@
-//! The gRPC server: agent ingestion, the SOC feed and standard gRPC health, on one
-//! listener; beside it the housekeeping tasks (silent nodes, retention, exports, fleet
-//! metrics) and the HTTP endpoint for metrics and probes.
+//! The gRPC server: agent ingestion, the SOC feed, standard gRPC health and reflection, on
+//! one listener; beside it the housekeeping tasks (silent nodes, retention, exports, fleet
+//! metrics, certificate reloads) and the HTTP endpoint for metrics and probes.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,14 +16,24 @@ use tonic::transport::Server;
 use tracing::{info, warn};
 
 use crate::{
-    agent_service::AgentApi, auth::Auth, export::Exporter, feed::Feed, metrics, retention, silence,
-    soc_service::SocApi, store::Store, tls,
+    agent_service::AgentApi,
+    auth::Auth,
+    export::Exporter,
+    feed::Feed,
+    metrics, retention, silence,
+    soc_service::SocApi,
+    store::Store,
+    tls::{self, ServerTls},
 };
 
 /// How long open streams get to end after shutdown starts.
 const STREAM_GRACE: Duration = Duration::from_secs(5);
 /// An open Report stream records its node as heard from at least this often.
 const MAX_TOUCH_EVERY: Duration = Duration::from_secs(10);
+/// The largest message the collector decodes (tonic's default, stated so that it is a
+/// decision): an agent sends at most 256 findings a batch, far below it. A larger message
+/// ends its stream with `OUT_OF_RANGE`; the connection and other streams carry on.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 pub struct Collector {
     feed: Arc<Feed>,
@@ -33,7 +43,7 @@ pub struct Collector {
     retention: Duration,
     exporter: Option<Exporter>,
     http: Option<TcpListener>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<ServerTls>,
 }
 
 impl Collector {
@@ -53,10 +63,11 @@ impl Collector {
     }
 
     /// Requires mutual TLS on the gRPC listener, and the identities in the client
-    /// certificates for every call (see `auth`).
+    /// certificates for every call (see `auth`). The certificate files are read again
+    /// when they change.
     #[must_use]
-    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(config);
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -94,6 +105,8 @@ impl Collector {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        // Before anything is spawned: a failure here leaves nothing running.
+        let reflection = reflection()?;
         let (ready_tx, ready) = watch::channel(false);
         let http_token = CancellationToken::new();
         let http = match self.http.take() {
@@ -125,6 +138,12 @@ impl Collector {
             .with_auth(auth);
         let exporter = self.exporter.take();
         self.spawn_housekeeping(exporter);
+        if let Some(tls) = &self.tls {
+            self.tracker.spawn(
+                tls.clone()
+                    .watch_files(tls::RELOAD_POLL, self.token.clone()),
+            );
+        }
         let addr = listener
             .local_addr()
             .context("reading the listener's address")?;
@@ -143,11 +162,14 @@ impl Collector {
         let router = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(health_service)
-            .add_service(AgentServiceServer::new(agents))
-            .add_service(SocServiceServer::new(soc));
+            .add_service(reflection)
+            .add_service(
+                AgentServiceServer::new(agents).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(SocServiceServer::new(soc).max_decoding_message_size(MAX_MESSAGE_BYTES));
         let result = match self.tls.clone() {
-            Some(config) => {
-                let incoming = tls::incoming(listener, config, self.token.clone());
+            Some(tls) => {
+                let incoming = tls::incoming(listener, tls, self.token.clone());
                 router
                     .serve_with_incoming_shutdown(incoming, shutdown)
                     .await
@@ -211,6 +233,21 @@ impl Collector {
     }
 }
 
+/// gRPC reflection (`grpc.reflection.v1`) describing `nodeward.v1`, `grpc.health.v1` and
+/// itself, so `grpcurl` and the like need no .proto files.
+fn reflection() -> anyhow::Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(nodeward_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the gRPC reflection service")
+}
+
 /// Starts the HTTP endpoint; its failure is reported when the collector stops.
 fn start_http(
     listener: TcpListener,
@@ -231,5 +268,7 @@ fn start_http(
 
 #[cfg(test)]
 mod fleet_tests;
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

@@ -1,18 +1,24 @@
-//! Findings and nodes in SQLite (WAL, one file). Inserting is idempotent per
-//! (node, stream, seq), so an agent's resend after a reconnect is stored once.
+//! Findings and nodes in SQLite (WAL, one file) or PostgreSQL (shared by several
+//! collector replicas). Inserting is idempotent per (node, stream, seq), so an agent's
+//! resend after a reconnect is stored once.
 //!
-//! Timestamps are stored as RFC 3339 text (jiff's `Display`); its fraction has a variable
-//! number of digits, so queries compare them through `julianday()`, never as strings.
+//! [`Store`]'s methods hold what both backends share (paging, filtering, the fleet
+//! summary); the SQL of each dialect lives in its own module, `sqlite` and `postgres`,
+//! behind the same function names, with its own migrations.
 
 mod findings;
 mod nodes;
+mod postgres;
+mod sqlite;
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use nodeward_proto::model;
+use nodeward_proto::{model, v1};
+use prost::Message as _;
 use sqlx::{
-    SqlitePool,
+    PgPool, SqlitePool,
+    postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
@@ -33,6 +39,19 @@ pub enum StoreError {
     #[error("migrating SQLite database {path}")]
     Migrate {
         path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("cannot connect to PostgreSQL at {target}")]
+    OpenPostgres {
+        /// Host, port and database, without credentials.
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrating PostgreSQL database {target}")]
+    MigratePostgres {
+        target: String,
         #[source]
         source: sqlx::migrate::MigrateError,
     },
@@ -78,8 +97,18 @@ pub struct Origin {
 }
 
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
 }
+
+/// The database behind a [`Store`].
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Connections to PostgreSQL per collector. Ingestion is serialised in the collector
+/// (see `feed`), so more would only serve concurrent readers (SOC queries, metrics).
+const POSTGRES_CONNECTIONS: u32 = 8;
 
 impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
@@ -113,8 +142,59 @@ impl Store {
                 path: path.to_owned(),
                 source,
             })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: Pool::Sqlite(pool),
+        })
     }
+
+    /// Connects to PostgreSQL (`postgres://user:password@host:port/database`) and brings
+    /// its schema up to date. Several collectors may share one database: migrations take
+    /// an advisory lock, and every write is keyed so that replicas cannot duplicate it.
+    pub async fn open_postgres(url: &str) -> Result<Self> {
+        let options: PgConnectOptions = url.parse().map_err(|source| StoreError::OpenPostgres {
+            target: "(unparsable URL)".into(),
+            source,
+        })?;
+        let target = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(POSTGRES_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::OpenPostgres {
+                target: target.clone(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::MigratePostgres { target, source })?;
+        Ok(Self {
+            pool: Pool::Postgres(pool),
+        })
+    }
+}
+
+/// A stored finding as a record; `body` is the encoded `nodeward.v1.Finding`.
+fn record(
+    id: i64,
+    node_name: String,
+    boot_id: String,
+    received: Option<Timestamp>,
+    body: &[u8],
+) -> Result<v1::FindingRecord> {
+    let finding = v1::Finding::decode(body).map_err(|source| StoreError::Corrupt { id, source })?;
+    Ok(v1::FindingRecord {
+        id: id_from(id),
+        node_name,
+        boot_id,
+        received_time: received.map(wire_time),
+        finding: Some(finding),
+    })
 }
 
 fn id_from(id: i64) -> u64 {

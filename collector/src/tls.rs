@@ -3,10 +3,20 @@
 //! done here rather than inside tonic so that a refused client (no certificate, another
 //! CA, an expired certificate) is logged with its address and the reason: a SOC wants
 //! to know who knocked.
+//!
+//! The CA, certificate and key are read again when they change on disk (cert-manager
+//! renewing the collector's certificate, a rotated CA): [`ServerTls::watch_files`] polls
+//! them and swaps the configuration new handshakes use; open connections keep theirs. A
+//! set of files that does not make a configuration (a half-written renewal, a key that
+//! does not parse) is logged and the previous configuration kept.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
-use nodeward_runtime::tls::peer_identity;
+use nodeward_runtime::tls::{TlsError, TlsFiles, TlsMaterial, peer_identity};
 use rustls::ServerConfig;
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -19,17 +29,120 @@ use tracing::{debug, info, warn};
 
 /// A client that connects and says nothing is dropped after this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are looked at for changes.
+pub const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// The server's TLS configuration, and the files it was built from. Clones share the
+/// configuration: a reload is seen by every acceptor.
+#[derive(Clone)]
+pub struct ServerTls {
+    files: TlsFiles,
+    current: Arc<RwLock<Loaded>>,
+}
+
+/// A configuration and the file contents it was built from.
+struct Loaded {
+    config: Arc<ServerConfig>,
+    /// The CA, certificate and key it came from.
+    pem: [Vec<u8>; 3],
+}
+
+impl ServerTls {
+    /// Reads `files` and builds the configuration; errors name the file.
+    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+        let material = files.read()?;
+        let config = material.server_config()?;
+        Ok(Self {
+            files,
+            current: Arc::new(RwLock::new(Loaded {
+                config,
+                pem: contents(material),
+            })),
+        })
+    }
+
+    /// The configuration a new connection's handshake uses.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .config
+            .clone()
+    }
+
+    /// Reads the files again and, when their contents changed and make a configuration,
+    /// swaps it in. `Ok(true)`: swapped; `Ok(false)`: nothing changed; an error: the
+    /// previous configuration stays.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let material = self.files.read()?;
+        let pem = contents(material.clone());
+        if self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pem
+            == pem
+        {
+            return Ok(false);
+        }
+        let config = material.server_config()?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Loaded { config, pem };
+        Ok(true)
+    }
+
+    /// Reloads every `every` until `token` is cancelled, logging each swap and each set
+    /// of files it had to refuse (once per distinct error, not at every poll).
+    pub async fn watch_files(self, every: Duration, token: CancellationToken) {
+        let mut last_error: Option<String> = None;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match self.reload() {
+                Ok(true) => {
+                    last_error = None;
+                    info!(
+                        cert = %self.files.cert_file.display(),
+                        ca = %self.files.ca_file.display(),
+                        "TLS certificate files changed: new connections use them"
+                    );
+                }
+                Ok(false) => last_error = None,
+                Err(err) => {
+                    let reason = format!("{:#}", anyhow::Error::new(err));
+                    if last_error.as_ref() != Some(&reason) {
+                        warn!(
+                            error = reason,
+                            "TLS certificate files changed but cannot be used; keeping the previous configuration"
+                        );
+                        last_error = Some(reason);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn contents(material: TlsMaterial) -> [Vec<u8>; 3] {
+    [material.ca, material.cert, material.key]
+}
 
 /// Accepts on `listener` and yields the connections whose handshake succeeded, until
-/// `token` is cancelled. Handshakes run concurrently so a slow client cannot hold up
-/// the others.
+/// `token` is cancelled; each handshake uses `tls`'s configuration of the moment.
+/// Handshakes run concurrently so a slow client cannot hold up the others.
 pub fn incoming(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
+    tls: ServerTls,
     token: CancellationToken,
 ) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
@@ -45,7 +158,8 @@ pub fn incoming(
                     }
                 },
             };
-            let acceptor = acceptor.clone();
+            // The configuration of the moment: a reload applies from the next connection.
+            let acceptor = TlsAcceptor::from(tls.config());
             let tx = tx.clone();
             tokio::spawn(async move {
                 if let Some(stream) = handshake(&acceptor, tcp, addr).await {
@@ -89,3 +203,6 @@ async fn handshake(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,239 +1,259 @@
 //! The manifests in deploy/ are Kubernetes objects a cluster accepts, and agree with the
 //! binaries they run: every document parses as its typed API object with no field the
-//! type does not know (a typo would be silently dropped by the API server), the configs
-//! they ship are valid for the binaries, and ports and paths line up.
+//! type does not know (a typo would be silently dropped by the API server), every overlay
+//! renders with kustomize into such objects, the configs they ship are valid for the
+//! binaries, and the agent's privileges are exactly the ones it needs.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "deploy/invariants.rs"]
+mod invariants;
+#[path = "deploy/manifests.rs"]
+mod manifests;
 
-use k8s_openapi::api::{
-    apps::v1::{DaemonSet, Deployment},
-    core::v1::{
-        ConfigMap, Namespace, PersistentVolumeClaim, ResourceQuota, Service, ServiceAccount,
-    },
-};
-use nodeward_testkit::workspace_bin;
-use serde::{Serialize, de::DeserializeOwned};
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::ConfigMap};
 use serde_json::Value;
 
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
+use self::{
+    invariants::{
+        AGENT_CAPABILITIES, check_agent, check_collector, check_rbac, find, validate_config,
+    },
+    manifests::{
+        CRD_FILE, Doc, check_object, deploy_dir, kustomizations, manifest_docs, parse_docs,
+        patch_files, relative, render,
+    },
+};
 
-/// Every document of every manifest, with its file name.
-fn documents() -> Vec<(String, Value)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy_dir())
-        .expect("read deploy/")
-        .map(|e| e.expect("deploy/ entry").path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("kustomization.yaml")
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no manifests in deploy/");
-    files
-        .iter()
-        .flat_map(|path| {
-            let text = std::fs::read_to_string(path).expect("read manifest");
-            let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            docs.into_iter().map(move |d| (name.clone(), d))
-        })
-        .collect()
-}
-
-/// Parses `doc` as `T` and checks nothing was lost on the way back.
-fn round_trip<T: DeserializeOwned + Serialize>(file: &str, doc: &Value) -> T {
-    let typed: T =
-        serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{file}: {e}\n{doc:#}"));
-    let back = serde_json::to_value(&typed).unwrap();
-    assert_eq!(
-        &back, doc,
-        "{file}: fields the API does not know (misspelled?) would be dropped"
-    );
-    typed
-}
-
-fn find<T: DeserializeOwned + Serialize>(kind: &str, name: &str) -> T {
-    let (file, doc) = documents()
+/// The base as written, without kustomize.
+fn base_docs() -> Vec<Doc> {
+    manifest_docs()
         .into_iter()
-        .find(|(_, d)| d["kind"] == kind && d["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/"));
-    round_trip(&file, &doc)
+        .filter(|d| d.source.starts_with("base/"))
+        .collect()
 }
 
 #[test]
 fn every_manifest_is_a_valid_kubernetes_object() {
-    for (file, doc) in documents() {
-        match doc["kind"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{file}: a document without kind"))
-        {
-            "Namespace" => drop(round_trip::<Namespace>(&file, &doc)),
-            "ResourceQuota" => drop(round_trip::<ResourceQuota>(&file, &doc)),
-            "ServiceAccount" => drop(round_trip::<ServiceAccount>(&file, &doc)),
-            "ConfigMap" => drop(round_trip::<ConfigMap>(&file, &doc)),
-            "PersistentVolumeClaim" => drop(round_trip::<PersistentVolumeClaim>(&file, &doc)),
-            "DaemonSet" => drop(round_trip::<DaemonSet>(&file, &doc)),
-            "Deployment" => drop(round_trip::<Deployment>(&file, &doc)),
-            "Service" => drop(round_trip::<Service>(&file, &doc)),
-            other => panic!("{file}: kind {other} has no check here; add one"),
+    for doc in manifest_docs() {
+        check_object(&doc);
+    }
+}
+
+#[test]
+fn the_base_holds_its_invariants() {
+    let docs = base_docs();
+    check_agent(&docs);
+    check_collector(&docs);
+    check_rbac(&docs);
+}
+
+#[test]
+fn every_capability_says_why() {
+    let text = std::fs::read_to_string(deploy_dir().join("base/agent.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    for cap in AGENT_CAPABILITIES {
+        let at = lines
+            .iter()
+            .position(|l| *l == format!("- {cap}"))
+            .unwrap_or_else(|| panic!("{cap} is not added in base/agent.yaml"));
+        assert!(
+            lines[at - 1].starts_with('#'),
+            "base/agent.yaml: the line above {cap} must be the comment saying why"
+        );
+    }
+}
+
+/// Every file a kustomization names exists, and every manifest beside one is named by it
+/// (a file nobody lists is never applied). The CRD may not have been generated yet.
+#[test]
+fn kustomizations_list_every_manifest() {
+    let patches = patch_files();
+    for (dir, k) in kustomizations() {
+        let mut listed = BTreeSet::new();
+        for key in ["resources", "components"] {
+            for entry in k[key].as_array().cloned().unwrap_or_default() {
+                let path = dir.join(entry.as_str().unwrap());
+                let pending = path == deploy_dir().join(CRD_FILE);
+                assert!(
+                    path.exists() || pending,
+                    "{}: {} is missing",
+                    relative(&dir),
+                    path.display()
+                );
+                listed.insert(path);
+            }
         }
-        if doc["kind"] != "Namespace" {
-            assert_eq!(
-                doc["metadata"]["namespace"], "nodeward",
-                "{file}: {}",
-                doc["metadata"]["name"]
+        listed.extend(
+            patches
+                .iter()
+                .filter(|p| p.parent() == Some(dir.as_path()))
+                .cloned(),
+        );
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let yaml = path.extension().is_some_and(|e| e == "yaml");
+            if yaml && !path.ends_with("kustomization.yaml") {
+                assert!(
+                    listed.contains(&path),
+                    "{} is in no kustomization",
+                    relative(&path)
+                );
+            }
+        }
+    }
+}
+
+/// Patches name objects the base has, so a rename cannot leave one applying to nothing.
+#[test]
+fn patches_name_objects_of_the_base() {
+    let base: BTreeSet<(String, String)> = base_docs()
+        .iter()
+        .map(|d| {
+            (
+                d.value["kind"].as_str().unwrap().to_owned(),
+                d.value["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for path in patch_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in parse_docs(&relative(&path), &text) {
+            let id = (
+                doc.value["kind"].as_str().unwrap_or_default().to_owned(),
+                doc.value["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            assert!(
+                base.contains(&id),
+                "{}: patches {id:?}, which the base does not have",
+                doc.source
             );
         }
     }
 }
 
+/// The directories to `kubectl apply -k`.
+fn overlays() -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(deploy_dir().join("overlays"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("kustomization.yaml").is_file())
+        .collect();
+    dirs.sort();
+    for want in ["eks", "generic", "postgres", "cert-manager"] {
+        assert!(dirs.iter().any(|d| d.ends_with(want)), "no overlay {want}");
+    }
+    dirs
+}
+
 #[test]
-fn kustomization_lists_every_manifest() {
-    let text = std::fs::read_to_string(deploy_dir().join("kustomization.yaml")).unwrap();
-    let kustomization: Value = serde_saphyr::from_str(&text).unwrap();
-    let mut listed: Vec<&str> = kustomization["resources"]
+fn every_overlay_renders_valid_objects_that_hold_the_invariants() {
+    for dir in overlays() {
+        let docs = match render(&dir) {
+            Ok(docs) => docs,
+            Err(why) => {
+                eprintln!("skipping kustomize build of {}: {why}", relative(&dir));
+                continue;
+            }
+        };
+        for doc in &docs {
+            check_object(doc);
+        }
+        check_agent(&docs);
+        check_collector(&docs);
+        check_rbac(&docs);
+        let crds = docs
+            .iter()
+            .filter(|d| d.value["kind"] == "CustomResourceDefinition");
+        assert_eq!(
+            crds.count(),
+            1,
+            "{}: the NodeHardeningPolicy CRD",
+            relative(&dir)
+        );
+    }
+}
+
+#[test]
+fn the_eks_overlay_blocks_imds_over_ipv6_and_allows_the_vpc_cni() {
+    let Ok(docs) = render(&deploy_dir().join("overlays/eks")) else {
+        eprintln!("skipping: the eks overlay cannot be rendered here");
+        return;
+    };
+    let map: ConfigMap = find(&docs, "ConfigMap", "nodeward-agent").unwrap();
+    let config = validate_config("nodeward-agent", &map, "agent.yaml");
+    let cidrs: Vec<&str> = config["imds"]["blockedCidrs"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_str().unwrap())
+        .map(|c| c.as_str().unwrap())
         .collect();
-    listed.sort_unstable();
-    let mut present: Vec<String> = documents().into_iter().map(|(f, _)| f).collect();
-    present.dedup();
-    present.sort();
-    assert_eq!(listed, present);
-}
-
-/// The config a workload mounts, written to a file, checked by the binary's `validate`.
-fn validate_shipped_config(binary: &str, map: &ConfigMap, key: &str) {
-    let data = map
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .unwrap_or_else(|| panic!("ConfigMap has no {key}"));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(key);
-    std::fs::write(&path, data).unwrap();
-    let out = Command::new(workspace_bin(binary))
-        .arg("validate")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    assert_eq!(cidrs, ["169.254.169.254/32", "fd00:ec2::254/128"]);
+    assert_eq!(config["hostRoot"], "/host");
+    assert_eq!(config["imds"]["allow"][0]["serviceAccount"], "aws-node");
+    let daemonset: DaemonSet = find(&docs, "DaemonSet", "nodeward-agent").unwrap();
+    let affinity = serde_json::to_value(daemonset.spec.template.spec.unwrap().affinity).unwrap();
     assert!(
-        out.status.success(),
-        "{binary} refuses the shipped {key}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        affinity.to_string().contains("fargate"),
+        "no agent on Fargate"
     );
 }
 
 #[test]
-fn agent_daemonset_runs_its_shipped_config_on_every_node() {
-    let daemonset: DaemonSet = find("DaemonSet", "nodeward-agent");
-    let pod = daemonset.spec.template.spec.unwrap();
-    let container = &pod.containers[0];
-    let args = container.args.clone().unwrap();
-    assert_eq!(&args[..3], ["run", "--config", "/etc/nodeward/agent.yaml"]);
-    let mounts = container.volume_mounts.clone().unwrap();
-    let config_mount = mounts
+fn the_postgres_overlay_runs_replicas_without_the_sqlite_volume() {
+    let Ok(docs) = render(&deploy_dir().join("overlays/postgres")) else {
+        eprintln!("skipping: the postgres overlay cannot be rendered here");
+        return;
+    };
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d.value["kind"] == "PersistentVolumeClaim")
+    );
+    let deployment = docs
         .iter()
-        .find(|m| m.mount_path == "/etc/nodeward")
-        .expect("config mount");
-    let volumes = pod.volumes.unwrap();
-    let config_volume = volumes
-        .iter()
-        .find(|v| v.name == config_mount.name)
+        .find(|d| d.value["kind"] == "Deployment")
         .unwrap();
-    assert_eq!(
-        config_volume.config_map.as_ref().unwrap().name,
-        "nodeward-agent"
-    );
-    let cgroup = volumes.iter().find(|v| {
-        v.host_path
-            .as_ref()
-            .is_some_and(|h| h.path == "/sys/fs/cgroup")
-    });
-    let cgroup_mount = mounts
+    assert_eq!(deployment.value["spec"]["replicas"], 2);
+    let volumes = &deployment.value["spec"]["template"]["spec"]["volumes"];
+    let config = volumes
+        .as_array()
+        .unwrap()
         .iter()
-        .find(|m| Some(&m.name) == cgroup.map(|c| &c.name))
-        .expect("host cgroup2 mounted");
+        .find(|v| v["name"] == "config")
+        .unwrap();
+    assert_eq!(config["secret"]["secretName"], "nodeward-collector-config");
+}
 
-    let map: ConfigMap = find("ConfigMap", "nodeward-agent");
-    validate_shipped_config("nodeward-agent", &map, "agent.yaml");
-    let agent_config = &map.data.unwrap()["agent.yaml"];
-    assert!(
-        agent_config.contains(&format!("cgroupRoot: {}", cgroup_mount.mount_path)),
-        "cgroupRoot is the host mount"
-    );
-
-    let bpffs = volumes.iter().find(|v| {
-        v.host_path
-            .as_ref()
-            .is_some_and(|h| h.path == "/sys/fs/bpf")
-    });
-    let bpffs_mount = mounts
-        .iter()
-        .find(|m| Some(&m.name) == bpffs.map(|b| &b.name))
-        .expect("the node's bpffs mounted");
-    assert!(
-        agent_config.contains(&format!("bpfPinPath: {}/", bpffs_mount.mount_path)),
-        "pins go to the node's bpffs, so enforcement outlives the pod"
-    );
-
-    let env = container.env.clone().unwrap();
-    let node_name = env
-        .iter()
-        .find(|e| e.name == "NODE_NAME")
-        .expect("NODE_NAME");
-    assert_eq!(
-        node_name
-            .value_from
-            .as_ref()
+#[test]
+fn uninstall_removes_the_pins_the_agents_leave() {
+    let docs: Vec<Doc> = manifest_docs()
+        .into_iter()
+        .filter(|d| d.source.starts_with("uninstall/"))
+        .collect();
+    let map: ConfigMap = find(&docs, "ConfigMap", "nodeward-uninstall").unwrap();
+    let config = validate_config("nodeward-agent", &map, "agent.yaml");
+    let agent: Value = serde_saphyr::from_str(
+        &find::<ConfigMap>(&base_docs(), "ConfigMap", "nodeward-agent")
             .unwrap()
-            .field_ref
-            .as_ref()
-            .unwrap()
-            .field_path,
-        "spec.nodeName"
-    );
+            .data
+            .unwrap()["agent.yaml"],
+    )
+    .unwrap();
+    assert_eq!(config["bpfPinPath"], agent["bpfPinPath"]);
+    let daemonset: DaemonSet = find(&docs, "DaemonSet", "nodeward-uninstall").unwrap();
+    let pod = daemonset.spec.template.spec.unwrap();
+    let init = &pod.init_containers.unwrap()[0];
+    assert_eq!(init.args.as_ref().unwrap()[0], "uninstall");
+    let sc = init.security_context.clone().unwrap();
+    assert_ne!(sc.privileged, Some(true));
     assert!(
         pod.tolerations
             .unwrap()
             .iter()
-            .any(|t| t.operator.as_deref() == Some("Exists") && t.key.is_none())
-    );
-}
-
-#[test]
-fn collector_service_reaches_the_port_its_config_listens_on() {
-    let map: ConfigMap = find("ConfigMap", "nodeward-collector");
-    validate_shipped_config("nodeward-collector", &map, "collector.yaml");
-    let deployment: Deployment = find("Deployment", "nodeward-collector");
-    let container = deployment.spec.template.spec.unwrap().containers[0].clone();
-    let port = container.ports.unwrap()[0].clone();
-    assert!(
-        map.data.unwrap()["collector.yaml"]
-            .contains(&format!("listen: 0.0.0.0:{}", port.container_port))
-    );
-    let service: Service = find("Service", "nodeward-collector");
-    let service_port = service.spec.unwrap().ports.unwrap()[0].clone();
-    assert_eq!(
-        serde_json::to_value(service_port.target_port).unwrap(),
-        Value::from(port.name.unwrap()),
-        "the Service targets the collector's named port"
-    );
-    let agent_config = find::<ConfigMap>("ConfigMap", "nodeward-agent")
-        .data
-        .unwrap()["agent.yaml"]
-        .clone();
-    assert!(
-        agent_config.contains(&format!(
-            "endpoint: http://nodeward-collector.nodeward.svc:{}",
-            service_port.port
-        )),
-        "agents are pointed at the collector Service"
+            .any(|t| t.operator.as_deref() == Some("Exists") && t.key.is_none()),
+        "every node"
     );
 }

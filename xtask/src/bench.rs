@@ -12,6 +12,9 @@
 //! - `exec`: fork+exec storms of /bin/true (two workers, and one with a core left idle),
 //!   and the connect storm, with the agent's CPU time and the exec events it handled
 //!   against the number expected.
+//! - `collector`: the collector under many simulated agents (see `bench/collector.rs`).
+
+mod collector;
 
 use anyhow::bail;
 use clap::ValueEnum;
@@ -28,7 +31,12 @@ pub enum Bench {
     Connect,
     /// The exec sensor on exec storms (and the connect storm alongside).
     Exec,
+    /// The collector under many simulated agents: findings stored per second, latency to
+    /// a SOC subscriber, CPU and memory, with SQLite and PostgreSQL.
+    Collector,
 }
+
+pub use collector::Args as CollectorArgs;
 
 /// Repetitions per workload and side; the median is reported with min–max.
 const REPETITIONS: usize = 5;
@@ -61,7 +69,11 @@ const EXEC_ONE: Workload = Workload {
     execs: 10_000,
 };
 
-pub fn run(bench: Bench) -> anyhow::Result<()> {
+pub fn run(bench: Bench, collector_args: &CollectorArgs) -> anyhow::Result<()> {
+    if let Bench::Collector = bench {
+        // Neither eBPF nor root: only the collector is built and measured.
+        return collector::run(collector_args);
+    }
     crate::setup::run()?;
     // Optimised binaries: the agent's cost is what is being measured.
     cmd::run(&mut cargo(&["build", "--release", "--bins"]))?;
@@ -76,6 +88,7 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Connect => measure("connect", &[CONNECT, UDP]),
         Bench::Exec => measure("exec", &[EXEC_STORM, EXEC_ONE, CONNECT]),
+        Bench::Collector => unreachable!("measured above"),
     }
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod certs;
 mod cmd;
 mod demo;
+mod gen_crd;
 mod setup;
 mod test;
 
@@ -31,9 +32,14 @@ enum Command {
     Bench {
         #[arg(value_enum)]
         what: bench::Bench,
+        /// Options of `bench collector`.
+        #[command(flatten)]
+        collector: bench::CollectorArgs,
     },
     /// Write a development CA and the collector, node and SOC certificates into DIR.
     Certs(certs::CertsArgs),
+    /// Write the `NodeHardeningPolicy` CRD (deploy/crd/) from its Rust types.
+    GenCrd,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,7 +47,8 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
-        Command::Bench { what } => bench::run(what),
+        Command::Bench { what, collector } => bench::run(what, &collector),
         Command::Certs(args) => certs::run(args),
+        Command::GenCrd => gen_crd::run(),
     }
 }

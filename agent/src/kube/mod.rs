@@ -16,6 +16,7 @@
 //! [`PodSnapshot`]: crate::pods::PodSnapshot
 mod convert;
 mod store;
+pub mod taint;
 mod watch;
 
 use std::path::Path;
@@ -23,7 +24,7 @@ use std::path::Path;
 use anyhow::anyhow;
 use kube::Client;
 
-pub use self::watch::watch_pods;
+pub use self::{taint::spawn_startup_taint_removal, watch::watch_pods};
 
 /// What in-cluster config is made of; named in the error when it cannot be loaded.
 const SERVICE_ENV: [&str; 2] = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"];

@@ -20,6 +20,8 @@ use crate::soc_service::CURSOR_METADATA;
 
 pub(super) struct Running {
     pub channel: Channel,
+    /// `http://<addr>` of the gRPC listener.
+    uri: String,
     /// `/metrics`, `/healthz`, `/readyz`.
     pub http: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -45,18 +47,25 @@ impl Running {
         let done = tokio::spawn(collector.serve(listener, async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
+        let uri = format!("http://{addr}");
+        let channel = Channel::from_shared(uri.clone())
             .unwrap()
             .connect()
             .await
             .unwrap();
         Self {
             channel,
+            uri,
             http: http_addr,
             stop: Some(stop),
             done,
             _dir: dir,
         }
+    }
+
+    /// Where a second connection goes.
+    pub fn channel_uri(&self) -> String {
+        self.uri.clone()
     }
 
     pub fn soc(&self) -> SocServiceClient<Channel> {
@@ -300,5 +309,58 @@ async fn health_reports_both_services_serving() {
             .status;
         assert_eq!(status, ServingStatus::Serving as i32, "{service}");
     }
+    collector.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_lists_and_describes_the_services() {
+    use prost::Message as _;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let collector = Running::start().await;
+    let ask = |request: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let mut responses = ServerReflectionClient::new(collector.channel.clone())
+        .server_reflection_info(tokio_stream::iter([
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol(
+                "nodeward.v1.SocService".into(),
+            )),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let listed = responses.message().await.unwrap().unwrap().message_response;
+    let Some(MessageResponse::ListServicesResponse(listed)) = listed else {
+        panic!("expected the list of services, got {listed:?}");
+    };
+    let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "nodeward.v1.AgentService",
+            "nodeward.v1.SocService"
+        ]
+    );
+
+    let file = responses.message().await.unwrap().unwrap().message_response;
+    let Some(MessageResponse::FileDescriptorResponse(file)) = file else {
+        panic!("expected a file descriptor, got {file:?}");
+    };
+    let described = file
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .find(|f| f.service.iter().any(|s| s.name() == "SocService"))
+        .expect("the file that declares SocService");
+    assert_eq!(described.package(), "nodeward.v1");
     collector.stop().await;
 }

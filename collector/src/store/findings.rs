@@ -1,18 +1,16 @@
 //! The finding log: idempotent inserts, reads in id order (optionally filtered), and
-//! retention.
+//! retention. The SQL is in `sqlite` and `postgres`; paging and filtering are here.
 
 use jiff::Timestamp;
 use nodeward_proto::{model, v1};
-use prost::Message as _;
-use sqlx::{QueryBuilder, Row as _, Sqlite, SqliteConnection, sqlite::SqliteRow};
 use tracing::warn;
 
-use super::{Result, Store, StoreError, id_from, severity_name, wire_time};
+use super::{Pool, Result, Store, id_from, postgres, severity_name, sqlite};
 
 /// Rows read per query when part of a filter can only be applied after decoding.
 const SCAN_BATCH: usize = 500;
 /// Rows deleted per statement, so retention never holds the write lock for long.
-const DELETE_BATCH: i64 = 5000;
+pub(super) const DELETE_BATCH: i64 = 5000;
 
 /// Matching findings in id order, and whether more matching ones follow.
 #[derive(Debug, Default)]
@@ -26,6 +24,38 @@ pub(super) struct Key<'a> {
     pub node_name: &'a str,
     pub stream_id: &'a str,
     pub boot_id: &'a str,
+}
+
+/// The columns of a finding besides its key, as both backends store them.
+pub(super) struct Row {
+    pub seq: i64,
+    pub time: Timestamp,
+    pub rule_id: String,
+    pub severity: &'static str,
+    pub wire: v1::Finding,
+}
+
+impl Row {
+    pub fn new(finding: model::Finding) -> Self {
+        Self {
+            seq: i64::try_from(finding.seq).unwrap_or(i64::MAX),
+            time: finding.time,
+            rule_id: finding.rule_id.clone(),
+            severity: severity_name(finding.severity),
+            wire: v1::Finding::from(finding),
+        }
+    }
+
+    /// The record of this finding once stored under `id`.
+    pub fn into_record(self, id: i64, key: &Key<'_>, received: Timestamp) -> v1::FindingRecord {
+        v1::FindingRecord {
+            id: id_from(id),
+            node_name: key.node_name.to_owned(),
+            boot_id: key.boot_id.to_owned(),
+            received_time: Some(super::wire_time(received)),
+            finding: Some(self.wire),
+        }
+    }
 }
 
 impl Store {
@@ -42,15 +72,11 @@ impl Store {
             stream_id: &origin.stream_id,
             boot_id: &origin.boot_id,
         };
-        let mut tx = self.pool.begin().await?;
-        let mut records = Vec::new();
-        for finding in findings {
-            if let Some(record) = insert(&mut tx, &key, finding, received).await? {
-                records.push(record);
-            }
+        let rows = findings.into_iter().map(Row::new).collect();
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::insert_findings(pool, &key, rows, received).await,
+            Pool::Postgres(pool) => postgres::insert_findings(pool, &key, rows, received).await,
         }
-        tx.commit().await?;
-        Ok(records)
     }
 
     /// Up to `limit` records with an id above `after`, in id order.
@@ -79,16 +105,22 @@ impl Store {
         } else {
             want
         };
+        let sql_filter = SqlFilter::of(filter);
         let mut records = Vec::new();
         let mut cursor = after;
         loop {
-            let rows = select(filter, cursor, batch)
-                .build()
-                .fetch_all(&self.pool)
-                .await?;
+            let after = i64::try_from(cursor).unwrap_or(i64::MAX);
+            let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+            let rows = match &self.pool {
+                Pool::Sqlite(pool) => {
+                    sqlite::select_findings(pool, &sql_filter, after, limit).await?
+                }
+                Pool::Postgres(pool) => {
+                    postgres::select_findings(pool, &sql_filter, after, limit).await?
+                }
+            };
             let read = rows.len();
-            for row in rows {
-                let record = record_from_row(&row)?;
+            for record in rows {
                 cursor = record.id;
                 if !decoded_filter || matches(filter, &record) {
                     records.push(record);
@@ -108,28 +140,21 @@ impl Store {
 
     /// The largest finding id stored so far (0 when there is none).
     pub async fn last_id(&self) -> Result<u64> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM findings")
-            .fetch_one(&self.pool)
-            .await?;
+        let id = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::last_id(pool).await?,
+            Pool::Postgres(pool) => postgres::last_id(pool).await?,
+        };
         Ok(id.map_or(0, id_from))
     }
 
     /// Deletes the findings received before `cutoff`; returns how many.
     pub async fn delete_findings_before(&self, cutoff: Timestamp) -> Result<u64> {
-        let cutoff = cutoff.to_string();
         let mut deleted = 0;
         loop {
-            let batch = sqlx::query(
-                "DELETE FROM findings WHERE id IN (
-                     SELECT id FROM findings
-                     WHERE julianday(received_time) < julianday(?1)
-                     ORDER BY id LIMIT ?2)",
-            )
-            .bind(&cutoff)
-            .bind(DELETE_BATCH)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+            let batch = match &self.pool {
+                Pool::Sqlite(pool) => sqlite::delete_findings_before(pool, cutoff).await?,
+                Pool::Postgres(pool) => postgres::delete_findings_before(pool, cutoff).await?,
+            };
             deleted += batch;
             if batch < DELETE_BATCH.unsigned_abs() {
                 return Ok(deleted);
@@ -138,102 +163,36 @@ impl Store {
     }
 }
 
-/// Inserts one finding unless its key is already stored; returns the new record.
-pub(super) async fn insert(
-    conn: &mut SqliteConnection,
-    key: &Key<'_>,
-    finding: model::Finding,
-    received: Timestamp,
-) -> Result<Option<v1::FindingRecord>> {
-    let (time, rule_id, severity) = (
-        finding.time.to_string(),
-        finding.rule_id.clone(),
-        severity_name(finding.severity),
-    );
-    let seq = i64::try_from(finding.seq).unwrap_or(i64::MAX);
-    let wire = v1::Finding::from(finding);
-    let inserted = sqlx::query(
-        "INSERT INTO findings (node_name, stream_id, seq, boot_id, received_time, time, rule_id, severity, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (node_name, stream_id, seq) DO NOTHING
-         RETURNING id",
-    )
-    .bind(key.node_name)
-    .bind(key.stream_id)
-    .bind(seq)
-    .bind(key.boot_id)
-    .bind(received.to_string())
-    .bind(time)
-    .bind(rule_id)
-    .bind(severity)
-    .bind(wire.encode_to_vec())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = inserted else {
-        return Ok(None);
-    };
-    Ok(Some(v1::FindingRecord {
-        id: id_from(row.try_get(0)?),
-        node_name: key.node_name.to_owned(),
-        boot_id: key.boot_id.to_owned(),
-        received_time: Some(wire_time(received)),
-        finding: Some(wire),
-    }))
+/// The part of a filter SQL can decide: each list, when not empty, restricts its column.
+pub(super) struct SqlFilter {
+    pub columns: Vec<(&'static str, Vec<String>)>,
 }
 
-/// The query for the part of `filter` SQL can decide.
-fn select(filter: &model::FindingFilter, after: u64, limit: usize) -> QueryBuilder<Sqlite> {
-    let mut query = QueryBuilder::new(
-        "SELECT id, node_name, boot_id, received_time, body FROM findings WHERE id > ",
-    );
-    query.push_bind(i64::try_from(after).unwrap_or(i64::MAX));
-    let severities: Vec<String> = filter.min_severity.map_or_else(Vec::new, |min| {
-        [
-            model::Severity::Info,
-            model::Severity::Low,
-            model::Severity::Medium,
-            model::Severity::High,
-            model::Severity::Critical,
+impl SqlFilter {
+    fn of(filter: &model::FindingFilter) -> Self {
+        let severities: Vec<String> = filter.min_severity.map_or_else(Vec::new, |min| {
+            [
+                model::Severity::Info,
+                model::Severity::Low,
+                model::Severity::Medium,
+                model::Severity::High,
+                model::Severity::Critical,
+            ]
+            .into_iter()
+            .filter(|s| *s >= min)
+            .map(|s| severity_name(s).to_owned())
+            .collect()
+        });
+        let columns = [
+            ("node_name", filter.nodes.clone()),
+            ("rule_id", filter.rule_ids.clone()),
+            ("severity", severities),
         ]
         .into_iter()
-        .filter(|s| *s >= min)
-        .map(|s| severity_name(s).to_owned())
-        .collect()
-    });
-    for (column, values) in [
-        ("node_name", filter.nodes.clone()),
-        ("rule_id", filter.rule_ids.clone()),
-        ("severity", severities),
-    ] {
-        if values.is_empty() {
-            continue;
-        }
-        query.push(format_args!(" AND {column} IN ("));
-        let mut list = query.separated(", ");
-        for value in values {
-            list.push_bind(value);
-        }
-        list.push_unseparated(")");
+        .filter(|(_, values)| !values.is_empty())
+        .collect();
+        Self { columns }
     }
-    query
-        .push(" ORDER BY id LIMIT ")
-        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-    query
-}
-
-fn record_from_row(row: &SqliteRow) -> Result<v1::FindingRecord> {
-    let id: i64 = row.try_get(0)?;
-    let received: String = row.try_get(3)?;
-    let body: Vec<u8> = row.try_get(4)?;
-    let finding = v1::Finding::decode(body.as_slice())
-        .map_err(|source| StoreError::Corrupt { id, source })?;
-    Ok(v1::FindingRecord {
-        id: id_from(id),
-        node_name: row.try_get(1)?,
-        boot_id: row.try_get(2)?,
-        received_time: received.parse().ok().map(wire_time),
-        finding: Some(finding),
-    })
 }
 
 /// Whether a stored record passes `filter`. A record that no longer converts was valid

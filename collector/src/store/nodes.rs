@@ -1,16 +1,11 @@
 //! The fleet: every node that said hello, when it was last heard from, whether it went
-//! silent, and its latest posture snapshot.
+//! silent, and its latest posture snapshot. The SQL is in `sqlite` and `postgres`.
 
 use std::collections::BTreeMap;
 
+use super::{Origin, Pool, Result, Store, StoreError, postgres, sqlite};
 use jiff::Timestamp;
 use nodeward_proto::{model, v1};
-use sqlx::{Row as _, SqliteConnection, sqlite::SqliteRow};
-
-use super::{
-    Origin, Result, Store, StoreError,
-    findings::{Key, insert},
-};
 
 /// The stream and boot id of the findings the collector makes itself.
 pub const COLLECTOR_STREAM: &str = "collector";
@@ -67,31 +62,14 @@ pub struct FleetSummary {
     pub checks: Vec<CheckTally>,
 }
 
-/// The columns [`node_from_row`] reads (a macro, so queries stay `&'static str`).
-macro_rules! node_columns {
-    () => {
-        "name, cluster, agent_version, boot_id, first_seen, last_seen, silent, posture, posture_received"
-    };
-}
-
 impl Store {
     /// Records what a node's hello said. `last_seen` is left to [`Store::seen`], which
     /// also notices a silent node coming back.
     pub async fn record_hello(&self, origin: &Origin, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO nodes (name, cluster, boot_id, stream_id, agent_version, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-             ON CONFLICT (name) DO UPDATE SET cluster = ?2, boot_id = ?3, stream_id = ?4, agent_version = ?5",
-        )
-        .bind(&origin.node_name)
-        .bind(&origin.cluster)
-        .bind(&origin.boot_id)
-        .bind(&origin.stream_id)
-        .bind(&origin.agent_version)
-        .bind(now.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::record_hello(pool, origin, now).await,
+            Pool::Postgres(pool) => postgres::record_hello(pool, origin, now).await,
+        }
     }
 
     /// Records that `node` was heard from at `now`. When it had been marked silent, the
@@ -103,32 +81,10 @@ impl Store {
         now: Timestamp,
         back: impl FnOnce(Timestamp) -> model::Finding + Send,
     ) -> Result<Option<v1::FindingRecord>> {
-        let mut tx = self.pool.begin().await?;
-        // Writing first takes the write lock at once; reading first could leave this
-        // transaction unable to upgrade when another writer got in between.
-        let was_silent = sqlx::query("UPDATE nodes SET silent = 0 WHERE name = ?1 AND silent = 1")
-            .bind(node)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        let mut record = None;
-        if was_silent {
-            let last_seen: String =
-                sqlx::query_scalar("SELECT last_seen FROM nodes WHERE name = ?1")
-                    .bind(node)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let finding = back(parse_time(node, last_seen)?);
-            record = insert_collector_finding(&mut tx, node, finding, now).await?;
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::seen(pool, node, now, back).await,
+            Pool::Postgres(pool) => postgres::seen(pool, node, now, back).await,
         }
-        sqlx::query("UPDATE nodes SET last_seen = ?1 WHERE name = ?2")
-            .bind(now.to_string())
-            .bind(node)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(record)
     }
 
     /// Marks silent every node last heard from before `cutoff` and stores
@@ -139,24 +95,10 @@ impl Store {
         now: Timestamp,
         silent: impl Fn(&str, Timestamp) -> model::Finding + Send,
     ) -> Result<Vec<v1::FindingRecord>> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE nodes SET silent = 1
-             WHERE silent = 0 AND julianday(last_seen) < julianday(?1)
-             RETURNING name, last_seen",
-        )
-        .bind(cutoff.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut records = Vec::new();
-        for row in rows {
-            let node: String = row.try_get(0)?;
-            let last_seen = parse_time(&node, row.try_get(1)?)?;
-            let finding = silent(&node, last_seen);
-            records.extend(insert_collector_finding(&mut tx, &node, finding, now).await?);
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::mark_silent(pool, cutoff, now, silent).await,
+            Pool::Postgres(pool) => postgres::mark_silent(pool, cutoff, now, silent).await,
         }
-        tx.commit().await?;
-        Ok(records)
     }
 
     /// Keeps `snapshot` as the node's latest posture, unless a newer generation from the
@@ -174,49 +116,31 @@ impl Store {
                 node: node.to_owned(),
                 source,
             })?;
-        let updated = sqlx::query(
-            "UPDATE nodes SET posture = ?1, posture_generation = ?2, posture_stream_id = ?3, posture_received = ?4
-             WHERE name = ?5
-               AND NOT (posture_stream_id IS ?3 AND posture_generation > ?2)",
-        )
-        .bind(json)
-        .bind(i64::try_from(snapshot.generation).unwrap_or(i64::MAX))
-        .bind(stream_id)
-        .bind(now.to_string())
-        .bind(node)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(if updated == 1 {
-            PostureOutcome::Stored
-        } else {
-            PostureOutcome::Stale
-        })
+        let generation = i64::try_from(snapshot.generation).unwrap_or(i64::MAX);
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlite::store_posture(pool, node, stream_id, generation, json, now).await
+            }
+            Pool::Postgres(pool) => {
+                postgres::store_posture(pool, node, stream_id, generation, json, now).await
+            }
+        }
     }
 
     /// Every node, by name.
     pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            node_columns!(),
-            " FROM nodes ORDER BY name"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(node_from_row).collect()
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::list_nodes(pool).await,
+            Pool::Postgres(pool) => postgres::list_nodes(pool).await,
+        }
     }
 
     /// One node, or `None` when it never said hello.
     pub async fn node(&self, name: &str) -> Result<Option<NodeRecord>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            node_columns!(),
-            " FROM nodes WHERE name = ?1"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(node_from_row).transpose()
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::node(pool, name).await,
+            Pool::Postgres(pool) => postgres::node(pool, name).await,
+        }
     }
 
     /// Per check, how many nodes pass, fail or neither, over each node's latest snapshot.
@@ -226,11 +150,10 @@ impl Store {
 
     /// How many known nodes report, and how many are silent.
     pub async fn node_counts(&self) -> Result<(u64, u64)> {
-        let (reporting, silent): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*) - COALESCE(SUM(silent), 0), COALESCE(SUM(silent), 0) FROM nodes",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (reporting, silent) = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::node_counts(pool).await?,
+            Pool::Postgres(pool) => postgres::node_counts(pool).await?,
+        };
         Ok((reporting.unsigned_abs(), silent.unsigned_abs()))
     }
 }
@@ -268,59 +191,26 @@ pub fn summarise(nodes: &[NodeRecord]) -> FleetSummary {
     }
 }
 
-/// Stores a finding the collector made about `node` under the next collector sequence
-/// number.
-async fn insert_collector_finding(
-    conn: &mut SqliteConnection,
-    node: &str,
-    mut finding: model::Finding,
-    now: Timestamp,
-) -> Result<Option<v1::FindingRecord>> {
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO counters (name, value) VALUES ('collector_seq', 1)
-         ON CONFLICT (name) DO UPDATE SET value = value + 1
-         RETURNING value",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    finding.seq = seq.unsigned_abs();
-    let key = Key {
-        node_name: node,
-        stream_id: COLLECTOR_STREAM,
-        boot_id: COLLECTOR_STREAM,
-    };
-    insert(conn, &key, finding, now).await
-}
-
-fn node_from_row(row: &SqliteRow) -> Result<NodeRecord> {
-    let name: String = row.try_get("name")?;
-    let posture: Option<String> = row.try_get("posture")?;
-    let posture = match (
-        posture,
-        row.try_get::<Option<String>, _>("posture_received")?,
-    ) {
-        (Some(json), Some(received)) => Some(StoredPosture {
+/// `node` with its posture snapshot, read back from `json` (as stored) when the node has
+/// one.
+pub(super) fn node_record(
+    mut node: NodeRecord,
+    json: Option<String>,
+    received: Option<Timestamp>,
+) -> Result<NodeRecord> {
+    if let (Some(json), Some(received)) = (json, received) {
+        node.posture = Some(StoredPosture {
             snapshot: serde_json::from_str(&json).map_err(|source| StoreError::CorruptPosture {
-                node: name.clone(),
+                node: node.name.clone(),
                 source,
             })?,
-            received: parse_time(&name, received)?,
-        }),
-        _ => None,
-    };
-    Ok(NodeRecord {
-        cluster: row.try_get("cluster")?,
-        agent_version: row.try_get("agent_version")?,
-        boot_id: row.try_get("boot_id")?,
-        first_seen: parse_time(&name, row.try_get("first_seen")?)?,
-        last_seen: parse_time(&name, row.try_get("last_seen")?)?,
-        silent: row.try_get("silent")?,
-        posture,
-        name,
-    })
+            received,
+        });
+    }
+    Ok(node)
 }
 
-fn parse_time(node: &str, value: String) -> Result<Timestamp> {
+pub(super) fn parse_time(node: &str, value: String) -> Result<Timestamp> {
     value.parse().map_err(|source| StoreError::CorruptTime {
         node: node.to_owned(),
         value,

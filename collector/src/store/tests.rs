@@ -2,6 +2,8 @@ use nodeward_proto::model::{Finding, Severity};
 
 use super::*;
 
+mod pg;
+
 fn origin(node: &str, stream: &str) -> Origin {
     Origin {
         node_name: node.into(),
@@ -20,17 +22,49 @@ fn finding(seq: u64) -> Finding {
     }
 }
 
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("nested/collector.db"))
-        .await
-        .unwrap();
-    (dir, store)
+/// The tests every backend must pass, each taking a fresh, empty store.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::Store::open_sqlite(&dir.path().join("nested/collector.db"))
+                        .await
+                        .unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = super::pg::TestDb::create(stringify!($name)).await else {
+                        return;
+                    };
+                    super::$name(db.open().await).await;
+                    db.drop_schema().await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test]
-async fn resent_findings_are_stored_once() {
-    let (_dir, store) = store().await;
+backend_tests!(
+    resent_findings_are_stored_once,
+    same_seq_from_another_node_or_stream_is_distinct,
+    findings_after_pages_in_order_and_round_trips,
+    posture_keeps_the_newest_generation_per_stream,
+    fleet_summary_counts_each_nodes_latest_snapshot,
+    silence_and_return_are_each_stored_once,
+    retention_deletes_old_findings_but_keeps_posture,
+    findings_page_fills_pages_through_decoded_filters,
+);
+
+async fn resent_findings_are_stored_once(store: Store) {
     let a = origin("node-a", "s1");
     store.record_hello(&a, Timestamp::now()).await.unwrap();
     let first = store
@@ -60,9 +94,7 @@ async fn resent_findings_are_stored_once() {
     assert_eq!(store.last_id().await.unwrap(), all[2].id);
 }
 
-#[tokio::test]
-async fn same_seq_from_another_node_or_stream_is_distinct() {
-    let (_dir, store) = store().await;
+async fn same_seq_from_another_node_or_stream_is_distinct(store: Store) {
     for o in [
         origin("node-a", "s1"),
         origin("node-b", "s1"),
@@ -79,9 +111,7 @@ async fn same_seq_from_another_node_or_stream_is_distinct() {
     }
 }
 
-#[tokio::test]
-async fn findings_after_pages_in_order_and_round_trips() {
-    let (_dir, store) = store().await;
+async fn findings_after_pages_in_order_and_round_trips(store: Store) {
     let a = origin("node-a", "s1");
     store
         .insert_findings(&a, (1..=5).map(finding).collect(), Timestamp::now())
@@ -147,9 +177,7 @@ fn snapshot(generation: u64, failing: &[&str], passing: &[&str]) -> model::Postu
     }
 }
 
-#[tokio::test]
-async fn posture_keeps_the_newest_generation_per_stream() {
-    let (_dir, store) = store().await;
+async fn posture_keeps_the_newest_generation_per_stream(store: Store) {
     let a = origin("node-a", "s1");
     store.record_hello(&a, Timestamp::now()).await.unwrap();
     let now = Timestamp::now();
@@ -183,9 +211,7 @@ async fn posture_keeps_the_newest_generation_per_stream() {
     assert!(store.node("node-z").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn fleet_summary_counts_each_nodes_latest_snapshot() {
-    let (_dir, store) = store().await;
+async fn fleet_summary_counts_each_nodes_latest_snapshot(store: Store) {
     let now = Timestamp::now();
     for (node, failing, passing) in [
         ("node-b", &["x", "y"][..], &[][..]),
@@ -223,10 +249,12 @@ fn health(rule: &str, node: &str, last_seen: Timestamp) -> Finding {
     }
 }
 
-#[tokio::test]
-async fn silence_and_return_are_each_stored_once() {
-    let (_dir, store) = store().await;
-    let long_ago = Timestamp::now() - jiff::SignedDuration::from_mins(10);
+async fn silence_and_return_are_each_stored_once(store: Store) {
+    // Whole microseconds: PostgreSQL keeps no finer times, and this one is compared exactly.
+    let long_ago = Timestamp::from_microsecond(
+        (Timestamp::now() - jiff::SignedDuration::from_mins(10)).as_microsecond(),
+    )
+    .unwrap();
     store
         .record_hello(&origin("quiet", "s"), long_ago)
         .await
@@ -291,9 +319,7 @@ async fn silence_and_return_are_each_stored_once() {
     assert_eq!(store.node_counts().await.unwrap(), (2, 0));
 }
 
-#[tokio::test]
-async fn retention_deletes_old_findings_but_keeps_posture() {
-    let (_dir, store) = store().await;
+async fn retention_deletes_old_findings_but_keeps_posture(store: Store) {
     let a = origin("node-a", "s1");
     store.record_hello(&a, Timestamp::now()).await.unwrap();
     let old = Timestamp::now() - jiff::SignedDuration::from_hours(48);
@@ -337,9 +363,7 @@ async fn retention_deletes_old_findings_but_keeps_posture() {
     assert_eq!(store.delete_findings_before(cutoff).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn findings_page_fills_pages_through_decoded_filters() {
-    let (_dir, store) = store().await;
+async fn findings_page_fills_pages_through_decoded_filters(store: Store) {
     let a = origin("node-a", "s1");
     let findings = (1..=1200)
         .map(|seq| Finding {
@@ -391,4 +415,70 @@ async fn findings_page_fills_pages_through_decoded_filters() {
             .records
             .is_empty()
     );
+}
+
+/// Two collector replicas on one PostgreSQL database: an agent that reconnects to the
+/// other replica and resends gets every finding stored once, and a node's return is
+/// reported by one replica only.
+#[tokio::test]
+async fn postgres_replicas_share_one_store_exactly_once() {
+    let Some(db) = pg::TestDb::create("postgres_replicas_share_one_store_exactly_once").await
+    else {
+        return;
+    };
+    let (one, two) = (db.open().await, db.open().await);
+    let a = origin("node-a", "s1");
+    one.record_hello(&a, Timestamp::now()).await.unwrap();
+    let first = one
+        .insert_findings(&a, (1..=3).map(finding).collect(), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3);
+    // A batch repeating a seq within itself stores it once too.
+    let resent = two
+        .insert_findings(
+            &a,
+            vec![finding(2), finding(3), finding(4), finding(4)],
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        resent
+            .iter()
+            .map(|r| r.finding.as_ref().unwrap().seq)
+            .collect::<Vec<_>>(),
+        [4]
+    );
+    let all = one.findings_after(0, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let cutoff = Timestamp::now() + jiff::SignedDuration::from_mins(1);
+    let silent = |node: &str, last| health("node-silent", node, last);
+    let (x, y) = tokio::join!(
+        one.mark_silent(cutoff, Timestamp::now(), silent),
+        two.mark_silent(cutoff, Timestamp::now(), silent)
+    );
+    assert_eq!(
+        x.unwrap().len() + y.unwrap().len(),
+        1,
+        "silence reported once"
+    );
+    let back = |last| health("node-back", "node-a", last);
+    let (x, y) = tokio::join!(
+        one.seen("node-a", Timestamp::now(), back),
+        two.seen("node-a", Timestamp::now(), back)
+    );
+    assert_eq!(
+        usize::from(x.unwrap().is_some()) + usize::from(y.unwrap().is_some()),
+        1,
+        "return reported once"
+    );
+    // Reopening runs the migrations again: nothing to do, nothing lost.
+    assert_eq!(
+        db.open().await.last_id().await.unwrap(),
+        one.last_id().await.unwrap()
+    );
+    drop((one, two));
+    db.drop_schema().await;
 }

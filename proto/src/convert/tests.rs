@@ -217,3 +217,87 @@ fn filters_survive_the_wire_and_match_every_part() {
     assert!(!filter.matches(&no_pod), "no pod never matches a namespace");
     assert!(model::FindingFilter::default().matches(&no_pod));
 }
+
+/// What the collector does with a message off an agent's stream, and what a SOC client
+/// does with a record: decode, convert; what converted goes back to the wire unchanged.
+/// Never a panic (the cargo-fuzz targets in `proto/fuzz` run the same on a fuzzer).
+fn decode_and_convert(bytes: &[u8]) {
+    use prost::Message as _;
+    fn round_trip<W, M>(wire: W)
+    where
+        M: TryFrom<W> + Clone + PartialEq + std::fmt::Debug,
+        W: From<M>,
+        <M as TryFrom<W>>::Error: std::fmt::Debug,
+    {
+        if let Ok(domain) = M::try_from(wire) {
+            let again = M::try_from(W::from(domain.clone())).expect("converts again");
+            assert_eq!(again, domain);
+        }
+    }
+    if let Ok(request) = v1::ReportRequest::decode(bytes) {
+        match request.kind {
+            Some(v1::report_request::Kind::Findings(batch)) => {
+                for finding in batch.findings {
+                    round_trip::<_, model::Finding>(finding);
+                }
+            }
+            Some(v1::report_request::Kind::Posture(snapshot)) => {
+                round_trip::<_, model::PostureSnapshot>(snapshot);
+            }
+            Some(v1::report_request::Kind::Hello(_)) | None => {}
+        }
+    }
+    if let Ok(record) = v1::FindingRecord::decode(bytes) {
+        round_trip::<_, model::FindingRecord>(record);
+    }
+    if let Ok(request) = v1::SubscribeRequest::decode(bytes)
+        && let Some(filter) = request.filter
+    {
+        round_trip::<_, model::FindingFilter>(filter);
+    }
+}
+
+/// Valid messages to damage: a batch with the sample finding, and a posture snapshot.
+fn valid_reports() -> [Vec<u8>; 2] {
+    use prost::Message as _;
+    let findings = v1::ReportRequest {
+        kind: Some(v1::report_request::Kind::Findings(v1::FindingBatch {
+            findings: vec![sample().into(), sample().into()],
+        })),
+    };
+    let posture = v1::ReportRequest {
+        kind: Some(v1::report_request::Kind::Posture(posture_sample().into())),
+    };
+    [findings.encode_to_vec(), posture.encode_to_vec()]
+}
+
+#[test]
+fn valid_reports_convert_and_round_trip() {
+    for bytes in valid_reports() {
+        decode_and_convert(&bytes);
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_decode_and_convert_without_panicking(
+        bytes in proptest::collection::vec(any::<u8>(), 0..1024),
+    ) {
+        decode_and_convert(&bytes);
+    }
+
+    #[test]
+    fn damaged_reports_decode_and_convert_without_panicking(
+        which in 0..2usize,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = valid_reports()[which].clone();
+        for (at, byte) in edits {
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1));
+        decode_and_convert(&bytes);
+    }
+}

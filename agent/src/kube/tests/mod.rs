@@ -1,6 +1,8 @@
 //! The watcher against a fake API server on loopback that speaks list and watch.
 
 mod fake_api;
+mod fake_nodes;
+mod taint;
 
 use std::{collections::BTreeMap, time::Duration};
 
