@@ -293,12 +293,18 @@ async fn pod_metadata(
     (rx, Some(tx), false)
 }
 
-/// The collector's endpoint and TLS files; the files are read once here so that a missing
-/// or unreadable one stops the agent at start rather than at the first connect.
+/// The collector's endpoint and TLS files. Unreadable certificate files are logged, not
+/// fatal: enforcement must not wait for the collector link (findings wait in the outbox,
+/// and the files are read again at every connect, e.g. once provisioning writes them).
 fn collector_link(config: &Config) -> anyhow::Result<stream::Link> {
     let tls = config.collector.tls_files().map_err(anyhow::Error::msg)?;
     if let Some(files) = &tls {
-        files.read().context("collector TLS")?;
+        if let Err(err) = files.read() {
+            warn!(
+                error = format!("{:#}", anyhow::Error::new(err)),
+                "collector TLS files are not usable yet: enforcing anyway; findings wait in the outbox"
+            );
+        }
     } else {
         warn!(
             endpoint = config.collector.endpoint,

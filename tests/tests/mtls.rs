@@ -232,3 +232,45 @@ fn an_agent_with_a_foreign_certificate_keeps_its_findings_until_it_is_trusted() 
     });
     drop(agent);
 }
+
+#[test]
+fn an_agent_without_its_certificate_yet_enforces_and_reports_once_it_appears() {
+    if !require_root("an_agent_without_its_certificate_yet_enforces_and_reports_once_it_appears") {
+        return;
+    }
+    let node = SimNode::builder().pod(PodSpec::new("web")).build();
+    let certs = node.scratch_dir().join("certs");
+    issue(&certs, &[node.id()]);
+    // The node's own directory has only the CA so far, as on a node whose certificate
+    // is provisioned after the agent starts.
+    let pending = node.scratch_dir().join("pending");
+    std::fs::create_dir_all(&pending).unwrap();
+    std::fs::copy(certs.join("ca.crt"), pending.join("ca.crt")).unwrap();
+    let collector_dir = node.scratch_dir().join("collector");
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    let collector = CollectorProcess::start_tls(&collector_dir, &certs);
+    let endpoint = collector.endpoint();
+    let mut tail = TailProcess::start_with(
+        &endpoint,
+        Some(0),
+        &soc_args(&certs, "soc"),
+        &node.scratch_dir().join("tail.log"),
+    );
+    let spec = AgentSpec::new(&endpoint).tls(&pending, node.id());
+    let mut agent = AgentProcess::start(&node, &spec);
+    agent.wait_active();
+    // Enforcement does not wait for the collector link.
+    let web = node.pod("web");
+    wait_enforced(&web);
+    let _ = connect(&web, &IMDS_V4.to_string(), 80);
+    for ext in ["crt", "key"] {
+        let name = format!("{}.{ext}", node.id());
+        std::fs::copy(certs.join(&name), pending.join(&name)).unwrap();
+    }
+    tail.wait_for(
+        FINDING_DEADLINE * 3,
+        "the finding kept until the certificate came",
+        |v| v["finding"]["ruleId"] == "imds-access" && v["nodeName"] == node.id(),
+    );
+    drop(agent);
+}
