@@ -89,6 +89,58 @@ async fn report_as(channel: Channel, node: &str) -> Result<(), tonic::Status> {
     }
 }
 
+/// A collector with mutual TLS (certificates from `certs`), a SOC subscriber with the SOC
+/// certificate, and an agent whose certificate files are in `agent_dir`. Returns once the
+/// agent runs and `web` is refused IMDS, after one more attempt from `web` to report.
+struct TlsStack {
+    /// Held to stop the agent first when the stack drops.
+    _agent: AgentProcess,
+    tail: TailProcess,
+    collector: CollectorProcess,
+}
+
+impl TlsStack {
+    fn start(node: &SimNode, certs: &Path, agent_dir: &Path) -> Self {
+        let collector_dir = node.scratch_dir().join("collector");
+        std::fs::create_dir_all(&collector_dir).unwrap();
+        let collector = CollectorProcess::start_tls(&collector_dir, certs);
+        let endpoint = collector.endpoint();
+        assert!(endpoint.starts_with("https://"), "{endpoint}");
+        let tail = TailProcess::start_with(
+            &endpoint,
+            Some(0),
+            &soc_args(certs, "soc"),
+            &node.scratch_dir().join("tail.log"),
+        );
+        let spec = AgentSpec::new(&endpoint).tls(agent_dir, node.id());
+        let mut agent = AgentProcess::start(node, &spec);
+        agent.wait_active();
+        let web = node.pod("web");
+        wait_enforced(&web);
+        let _ = connect(&web, &IMDS_V4.to_string(), 80);
+        Self {
+            _agent: agent,
+            tail,
+            collector,
+        }
+    }
+
+    /// Waits for the attempt's finding from this node.
+    fn wait_attempt(&mut self, node: &SimNode, deadline: Duration, what: &str) {
+        self.tail.wait_for(deadline, what, |v| {
+            v["finding"]["ruleId"] == "imds-access" && v["nodeName"] == node.id()
+        });
+    }
+}
+
+/// Copies the node's certificate and key from `from` into `to`.
+fn install_node_cert(node: &SimNode, from: &Path, to: &Path) {
+    for ext in ["crt", "key"] {
+        let name = format!("{}.{ext}", node.id());
+        std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+    }
+}
+
 #[test]
 fn only_certified_agents_report_and_only_for_their_own_node() {
     if !require_root("only_certified_agents_report_and_only_for_their_own_node") {
@@ -99,29 +151,10 @@ fn only_certified_agents_report_and_only_for_their_own_node() {
     let foreign = node.scratch_dir().join("foreign-ca");
     issue(&certs, &[node.id(), "node-b"]);
     issue(&foreign, &[node.id()]);
-    let collector_dir = node.scratch_dir().join("collector");
-    std::fs::create_dir_all(&collector_dir).unwrap();
-    let mut collector = CollectorProcess::start_tls(&collector_dir, &certs);
-    let endpoint = collector.endpoint();
-    assert!(endpoint.starts_with("https://"), "{endpoint}");
-
     // The real agent with its node's certificate: its finding reaches a SOC client.
-    let mut tail = TailProcess::start_with(
-        &endpoint,
-        Some(0),
-        &soc_args(&certs, "soc"),
-        &node.scratch_dir().join("tail.log"),
-    );
-    let spec = AgentSpec::new(&endpoint).tls(&certs, node.id());
-    let mut agent = AgentProcess::start(&node, &spec);
-    agent.wait_active();
-    let web = node.pod("web");
-    wait_enforced(&web);
-    let _ = connect(&web, &IMDS_V4.to_string(), 80);
-    let record = tail.wait_for(FINDING_DEADLINE, "imds-access over mTLS", |v| {
-        v["finding"]["ruleId"] == "imds-access"
-    });
-    assert_eq!(record["nodeName"], node.id());
+    let mut stack = TlsStack::start(&node, &certs, &certs);
+    let endpoint = stack.collector.endpoint();
+    stack.wait_attempt(&node, FINDING_DEADLINE, "imds-access over mTLS");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -161,7 +194,7 @@ fn only_certified_agents_report_and_only_for_their_own_node() {
     });
 
     // Every refusal is in the collector's log, with its reason.
-    let log = collector.daemon();
+    let log = stack.collector.daemon();
     wait_until(
         Duration::from_secs(5),
         "the refusals in the collector's log",
@@ -178,7 +211,6 @@ fn only_certified_agents_report_and_only_for_their_own_node() {
             .then_some(())
         },
     );
-    drop(agent);
 }
 
 #[test]
@@ -194,43 +226,24 @@ fn an_agent_with_a_foreign_certificate_keeps_its_findings_until_it_is_trusted() 
     // The foreign node certificate, with the collector's CA so the agent trusts the
     // collector: only the collector's check of the client can refuse it.
     std::fs::copy(certs.join("ca.crt"), foreign.join("ca.crt")).unwrap();
-    let collector_dir = node.scratch_dir().join("collector");
-    std::fs::create_dir_all(&collector_dir).unwrap();
-    let mut collector = CollectorProcess::start_tls(&collector_dir, &certs);
-    let endpoint = collector.endpoint();
-    let mut tail = TailProcess::start_with(
-        &endpoint,
-        Some(0),
-        &soc_args(&certs, "soc"),
-        &node.scratch_dir().join("tail.log"),
-    );
-    let spec = AgentSpec::new(&endpoint).tls(&foreign, node.id());
-    let mut agent = AgentProcess::start(&node, &spec);
-    agent.wait_active();
-    let web = node.pod("web");
-    wait_enforced(&web);
-    let _ = connect(&web, &IMDS_V4.to_string(), 80);
-    let log = collector.daemon();
+    let mut stack = TlsStack::start(&node, &certs, &foreign);
+    let log = stack.collector.daemon();
     wait_until(Duration::from_secs(10), "the foreign agent refused", || {
         log.log().contains("TLS handshake refused").then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        tail.try_find(|v| v["finding"]["ruleId"] == "imds-access")
+        stack
+            .tail
+            .try_find(|v| v["finding"]["ruleId"] == "imds-access")
             .is_none(),
         "a finding from an untrusted agent was stored"
     );
 
     // Issued a trusted certificate (same files, now from the collector's CA), the agent
     // delivers what it kept at its next connect: nothing was lost while refused.
-    for ext in ["crt", "key"] {
-        let name = format!("{}.{ext}", node.id());
-        std::fs::copy(certs.join(&name), foreign.join(&name)).unwrap();
-    }
-    tail.wait_for(FINDING_DEADLINE * 3, "the kept finding", |v| {
-        v["finding"]["ruleId"] == "imds-access" && v["nodeName"] == node.id()
-    });
-    drop(agent);
+    install_node_cert(&node, &certs, &foreign);
+    stack.wait_attempt(&node, FINDING_DEADLINE * 3, "the kept finding");
 }
 
 #[test]
@@ -246,31 +259,12 @@ fn an_agent_without_its_certificate_yet_enforces_and_reports_once_it_appears() {
     let pending = node.scratch_dir().join("pending");
     std::fs::create_dir_all(&pending).unwrap();
     std::fs::copy(certs.join("ca.crt"), pending.join("ca.crt")).unwrap();
-    let collector_dir = node.scratch_dir().join("collector");
-    std::fs::create_dir_all(&collector_dir).unwrap();
-    let collector = CollectorProcess::start_tls(&collector_dir, &certs);
-    let endpoint = collector.endpoint();
-    let mut tail = TailProcess::start_with(
-        &endpoint,
-        Some(0),
-        &soc_args(&certs, "soc"),
-        &node.scratch_dir().join("tail.log"),
-    );
-    let spec = AgentSpec::new(&endpoint).tls(&pending, node.id());
-    let mut agent = AgentProcess::start(&node, &spec);
-    agent.wait_active();
     // Enforcement does not wait for the collector link.
-    let web = node.pod("web");
-    wait_enforced(&web);
-    let _ = connect(&web, &IMDS_V4.to_string(), 80);
-    for ext in ["crt", "key"] {
-        let name = format!("{}.{ext}", node.id());
-        std::fs::copy(certs.join(&name), pending.join(&name)).unwrap();
-    }
-    tail.wait_for(
+    let mut stack = TlsStack::start(&node, &certs, &pending);
+    install_node_cert(&node, &certs, &pending);
+    stack.wait_attempt(
+        &node,
         FINDING_DEADLINE * 3,
         "the finding kept until the certificate came",
-        |v| v["finding"]["ruleId"] == "imds-access" && v["nodeName"] == node.id(),
     );
-    drop(agent);
 }
