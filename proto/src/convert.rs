@@ -41,36 +41,36 @@ fn wire_timestamp(ts: Timestamp) -> prost_types::Timestamp {
     }
 }
 
-impl TryFrom<v1::Severity> for model::Severity {
-    type Error = ConvertError;
-    fn try_from(value: v1::Severity) -> Result<Self> {
-        Ok(match value {
-            v1::Severity::Info => Self::Info,
-            v1::Severity::Low => Self::Low,
-            v1::Severity::Medium => Self::Medium,
-            v1::Severity::High => Self::High,
-            v1::Severity::Critical => Self::Critical,
-            v1::Severity::Unspecified => {
-                return Err(ConvertError::BadEnum {
-                    field: "severity",
-                    value: 0,
-                });
+/// Both directions between a wire enum and its domain twin, variant for variant; the wire's
+/// `Unspecified` is refused, naming `field`.
+macro_rules! enum_pair {
+    ($wire:ident, $model:ident, $field:literal, { $($variant:ident),+ $(,)? }) => {
+        impl TryFrom<v1::$wire> for model::$model {
+            type Error = ConvertError;
+            fn try_from(value: v1::$wire) -> Result<Self> {
+                match value {
+                    $(v1::$wire::$variant => Ok(Self::$variant),)+
+                    v1::$wire::Unspecified => Err(ConvertError::BadEnum {
+                        field: $field,
+                        value: 0,
+                    }),
+                }
             }
-        })
-    }
+        }
+
+        impl From<model::$model> for v1::$wire {
+            fn from(value: model::$model) -> Self {
+                match value {
+                    $(model::$model::$variant => Self::$variant,)+
+                }
+            }
+        }
+    };
 }
 
-impl From<model::Severity> for v1::Severity {
-    fn from(value: model::Severity) -> Self {
-        match value {
-            model::Severity::Info => Self::Info,
-            model::Severity::Low => Self::Low,
-            model::Severity::Medium => Self::Medium,
-            model::Severity::High => Self::High,
-            model::Severity::Critical => Self::Critical,
-        }
-    }
-}
+enum_pair!(Severity, Severity, "severity", { Info, Low, Medium, High, Critical });
+enum_pair!(FindingCategory, Category, "category", { Enforcement, Runtime, Posture, Health });
+enum_pair!(CheckStatus, CheckStatus, "checks.status", { Pass, Fail, Warn, Error });
 
 fn verdict(value: i32) -> Result<Option<model::Verdict>> {
     match v1::Verdict::try_from(value) {
@@ -164,35 +164,6 @@ macro_rules! same_fields {
 same_fields!(v1::Pod, model::Pod, { uid, namespace, name, service_account, host_network, identity_pending, owner }, map { labels });
 same_fields!(v1::Container, model::Container, { id, name, image });
 same_fields!(v1::Process, model::Process, { pid, ppid, uid, gid, comm, cgroup_id, binary, args, tty, truncated });
-
-impl TryFrom<v1::FindingCategory> for model::Category {
-    type Error = ConvertError;
-    fn try_from(value: v1::FindingCategory) -> Result<Self> {
-        Ok(match value {
-            v1::FindingCategory::Enforcement => Self::Enforcement,
-            v1::FindingCategory::Runtime => Self::Runtime,
-            v1::FindingCategory::Posture => Self::Posture,
-            v1::FindingCategory::Health => Self::Health,
-            v1::FindingCategory::Unspecified => {
-                return Err(ConvertError::BadEnum {
-                    field: "category",
-                    value: 0,
-                });
-            }
-        })
-    }
-}
-
-impl From<model::Category> for v1::FindingCategory {
-    fn from(value: model::Category) -> Self {
-        match value {
-            model::Category::Enforcement => Self::Enforcement,
-            model::Category::Runtime => Self::Runtime,
-            model::Category::Posture => Self::Posture,
-            model::Category::Health => Self::Health,
-        }
-    }
-}
 
 impl TryFrom<v1::Finding> for model::Finding {
     type Error = ConvertError;
@@ -288,35 +259,6 @@ impl From<model::FindingRecord> for v1::FindingRecord {
             boot_id: value.boot_id,
             received_time: Some(wire_timestamp(value.received_time)),
             finding: Some(value.finding.into()),
-        }
-    }
-}
-
-impl TryFrom<v1::CheckStatus> for model::CheckStatus {
-    type Error = ConvertError;
-    fn try_from(value: v1::CheckStatus) -> Result<Self> {
-        Ok(match value {
-            v1::CheckStatus::Pass => Self::Pass,
-            v1::CheckStatus::Fail => Self::Fail,
-            v1::CheckStatus::Warn => Self::Warn,
-            v1::CheckStatus::Error => Self::Error,
-            v1::CheckStatus::Unspecified => {
-                return Err(ConvertError::BadEnum {
-                    field: "checks.status",
-                    value: 0,
-                });
-            }
-        })
-    }
-}
-
-impl From<model::CheckStatus> for v1::CheckStatus {
-    fn from(value: model::CheckStatus) -> Self {
-        match value {
-            model::CheckStatus::Pass => Self::Pass,
-            model::CheckStatus::Fail => Self::Fail,
-            model::CheckStatus::Warn => Self::Warn,
-            model::CheckStatus::Error => Self::Error,
         }
     }
 }
