@@ -9,6 +9,11 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: build scripts are single-threaded; nothing reads the environment concurrently.
     unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf");
+    // aya-build watches the eBPF crate only; the types it shares with the agent change too.
+    println!(
+        "cargo:rerun-if-changed={}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../common")
+    );
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "nodeward-ebpf",

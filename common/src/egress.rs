@@ -44,6 +44,8 @@ pub struct EgressKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EgressSeen {
+    /// `bpf_ktime_get_coarse_ns` (monotonic, jiffy resolution): enough for a window of a
+    /// minute, and cheaper per send than the precise boot clock.
     pub last_report_ns: u64,
     pub total: u64,
 }
@@ -54,6 +56,7 @@ pub struct EgressSeen {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EgressLast {
     pub key: EgressKey,
+    /// As in [`EgressSeen`].
     pub last_report_ns: u64,
     /// Attempts counted here and not yet added to the shared map.
     pub pending: u64,

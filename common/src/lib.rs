@@ -8,6 +8,7 @@
 pub mod egress;
 pub mod exec;
 pub mod imds;
+pub mod wakeup;
 
 /// Length of `task_struct::comm`, including the trailing NUL.
 pub const TASK_COMM_LEN: usize = 16;

@@ -7,20 +7,24 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
     },
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
-use nodeward_common::egress::{
-    EVENTS_RING_BYTES, EgressEvent, EgressKey, EgressLast, EgressSeen, MAX_SEEN, STAT_COUNT,
-    STAT_EVENTS_LOST, STAT_REPORTED, WINDOW_NS,
+use nodeward_common::{
+    egress::{
+        EVENTS_RING_BYTES, EgressEvent, EgressKey, EgressLast, EgressSeen, MAX_SEEN, STAT_COUNT,
+        STAT_EVENTS_LOST, STAT_REPORTED, WINDOW_NS,
+    },
+    wakeup::{RING_EGRESS, threshold},
 };
 
 use crate::{
     atomic,
     imds::{Destination, low_u32},
     maps::bump,
+    wakeup,
 };
 
 #[map]
@@ -47,8 +51,9 @@ pub fn record(dst: &Destination) {
     let Some(last) = EGRESS_LAST.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: a helper without arguments, allowed in cgroup sock_addr programs.
-    let (cgroup_id, now) = unsafe { (bpf_get_current_cgroup_id(), bpf_ktime_get_boot_ns()) };
+    // SAFETY: helpers without arguments, allowed in cgroup sock_addr programs. The coarse
+    // clock serves the window; only a report reads the precise one.
+    let (cgroup_id, now) = unsafe { (bpf_get_current_cgroup_id(), bpf_ktime_get_coarse_ns()) };
     let key = EgressKey {
         cgroup_id,
         addr: dst.addr,
@@ -89,7 +94,7 @@ pub fn record(dst: &Destination) {
         1
     };
     remember(last, key, now);
-    report(&key, dst, total, now);
+    report(&key, dst, total);
 }
 
 /// Adds the attempts counted on this CPU to the shared total.
@@ -118,11 +123,13 @@ fn remember(last: *mut EgressLast, key: EgressKey, reported_ns: u64) {
 }
 
 #[inline(always)]
-fn report(key: &EgressKey, dst: &Destination, total: u64, now: u64) {
+fn report(key: &EgressKey, dst: &Destination, total: u64) {
     let Some(mut entry) = EGRESS_EVENTS.reserve::<EgressEvent>(0) else {
         bump(&EGRESS_STATS, STAT_EVENTS_LOST);
         return;
     };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
     entry.write(EgressEvent {
         cgroup_id: key.cgroup_id,
         boot_ns: now,
@@ -136,6 +143,11 @@ fn report(key: &EgressKey, dst: &Destination, total: u64, now: u64) {
         addr: dst.addr,
         comm: bpf_get_current_comm().unwrap_or_default(),
     });
-    entry.submit(0);
+    entry.submit(wakeup::flags(
+        &EGRESS_EVENTS,
+        RING_EGRESS,
+        threshold(EVENTS_RING_BYTES),
+        now,
+    ));
     bump(&EGRESS_STATS, STAT_REPORTED);
 }

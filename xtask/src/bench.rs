@@ -10,16 +10,17 @@
 //!
 //! - `connect`: a TCP `connect()`+`close()` storm and a UDP `sendto()` storm to loopback.
 //! - `exec`: fork+exec storms of /bin/true (two workers, and one with a core left idle),
-//!   and the connect storm, with the agent's CPU time and the exec events it handled
+//!   the connect storm and a service-like mix of execs, connects, sends and reads, with the agent's CPU time and the exec events it handled
 //!   against the number expected.
 //! - `collector`: the collector under many simulated agents (see `bench/collector.rs`).
 
 mod collector;
+mod kernel_cost;
 
 use anyhow::bail;
 use clap::ValueEnum;
 use nodeward_testkit::{
-    PodSpec, ProbeResult, SimNode,
+    PodSpec, ProbeResult, SimNode, SimPod,
     stack::{AgentProcess, AgentSpec, CollectorProcess},
 };
 
@@ -63,13 +64,22 @@ const EXEC_STORM: Workload = Workload {
     args: ["storm", "exec", "--count", "20000", "--threads", "2"],
     execs: 20_000,
 };
+const MIX: Workload = Workload {
+    name: "mix: 1 exec, 10 connects, 10 sends, 10 reads, 2 thr, 3k",
+    args: ["storm", "mix", "--count", "3000", "--threads", "2"],
+    execs: 3_000,
+};
 const EXEC_ONE: Workload = Workload {
     name: "exec, 1 worker (a core left idle), 10k",
     args: ["storm", "exec", "--count", "10000", "--threads", "1"],
     execs: 10_000,
 };
 
-pub fn run(bench: Bench, collector_args: &CollectorArgs) -> anyhow::Result<()> {
+pub fn run(
+    bench: Bench,
+    agent_yaml: Option<&str>,
+    collector_args: &CollectorArgs,
+) -> anyhow::Result<()> {
     if let Bench::Collector = bench {
         // Neither eBPF nor root: only the collector is built and measured.
         return collector::run(collector_args);
@@ -86,19 +96,24 @@ pub fn run(bench: Bench, collector_args: &CollectorArgs) -> anyhow::Result<()> {
     // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
     unsafe { std::env::set_var(nodeward_testkit::BIN_DIR_ENV, &release) };
     match bench {
-        Bench::Connect => measure("connect", &[CONNECT, UDP]),
-        Bench::Exec => measure("exec", &[EXEC_STORM, EXEC_ONE, CONNECT]),
+        Bench::Connect => measure("connect", &[CONNECT, UDP], agent_yaml),
+        Bench::Exec => measure("exec", &[EXEC_STORM, EXEC_ONE, CONNECT, MIX], agent_yaml),
         Bench::Collector => unreachable!("measured above"),
     }
 }
 
-fn measure(what: &str, workloads: &[Workload]) -> anyhow::Result<()> {
+fn measure(what: &str, workloads: &[Workload], agent_yaml: Option<&str>) -> anyhow::Result<()> {
     let node = SimNode::builder()
         .pod(PodSpec::new("bench").host_network(true))
         .build();
     let pod = node.pod("bench");
     let collector = CollectorProcess::start(node.scratch_dir());
-    let mut agent = AgentProcess::start(&node, &AgentSpec::new(&collector.endpoint()));
+    let mut spec = AgentSpec::new(&collector.endpoint());
+    if let Some(yaml) = agent_yaml {
+        println!("agent config += {yaml}");
+        spec = spec.extra_yaml(&format!("\n{yaml}\n"));
+    }
+    let mut agent = AgentProcess::start(&node, &spec);
     agent.wait_active();
     let agent_pid = agent.daemon().pid();
     println!("\nnodeward bench {what}: throughput with nodeward ÷ without, same run");
@@ -144,6 +159,7 @@ fn measure(what: &str, workloads: &[Workload]) -> anyhow::Result<()> {
             )
         );
     }
+    kernel_cost(&pod, workloads, &mut expected_execs)?;
     let cpu = cpu_seconds(agent_pid) - cpu_before;
     if !agent.daemon().terminate().success() {
         bail!("the agent did not stop cleanly:\n{}", agent.daemon().log());
@@ -161,7 +177,8 @@ fn measure(what: &str, workloads: &[Workload]) -> anyhow::Result<()> {
             .unwrap_or(0)
     };
     println!("\nagent CPU during the runs: {cpu:.2} s");
-    if expected_execs > 0 {
+    // The probes' own execs are too few to say anything per event.
+    if workloads.iter().any(|w| w.execs > 0) {
         let seen = handled("exec");
         #[expect(clippy::cast_precision_loss, reason = "a rate per thousand events")]
         let per_k = cpu * 1000.0 / seen.max(1) as f64 * 1000.0;
@@ -169,6 +186,31 @@ fn measure(what: &str, workloads: &[Workload]) -> anyhow::Result<()> {
             "exec events handled by the agent: {seen} of {expected_execs} expected; lost in the kernel: {}; {per_k:.1} ms of agent CPU per 1k events",
             handled("lost_exec")
         );
+    }
+    Ok(())
+}
+
+/// One more run of each workload in the pod with the kernel's program statistics on.
+fn kernel_cost(
+    pod: &SimPod,
+    workloads: &[Workload],
+    expected_execs: &mut u64,
+) -> anyhow::Result<()> {
+    println!("\ntime inside nodeward's eBPF programs (BPF_ENABLE_STATS, one run in the pod)\n");
+    println!(
+        "{:<52} {:<14} {:>12} {:>12}",
+        "workload", "program", "calls", "ns/call"
+    );
+    for workload in workloads {
+        let measurement = kernel_cost::Measurement::start()?;
+        rate_of(&pod.probe(&workload.args), workload.name);
+        *expected_execs += workload.execs + 1;
+        for (program, calls, mean) in measurement.finish()? {
+            println!(
+                "{:<52} {:<14} {:>12} {:>12.0}",
+                workload.name, program, calls, mean
+            );
+        }
     }
     Ok(())
 }

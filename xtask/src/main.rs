@@ -32,6 +32,10 @@ enum Command {
     Bench {
         #[arg(value_enum)]
         what: bench::Bench,
+        /// Top-level YAML appended to the agent's config in `connect` and `exec`, to
+        /// compare settings (e.g. `sensors: {egress: false}`).
+        #[arg(long, value_name = "YAML")]
+        agent_yaml: Option<String>,
         /// Options of `bench collector`.
         #[command(flatten)]
         collector: bench::CollectorArgs,
@@ -47,7 +51,11 @@ fn main() -> anyhow::Result<()> {
         Command::Setup => setup::run(),
         Command::Test => test::run(),
         Command::Demo => demo::run(),
-        Command::Bench { what, collector } => bench::run(what, &collector),
+        Command::Bench {
+            what,
+            agent_yaml,
+            collector,
+        } => bench::run(what, agent_yaml.as_deref(), &collector),
         Command::Certs(args) => certs::run(args),
         Command::GenCrd => gen_crd::run(),
     }

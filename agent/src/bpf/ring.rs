@@ -1,9 +1,12 @@
 //! Reading a ring buffer from async code: one wake-up drains every record, which is
 //! parsed before the next await so the ring's memory is handed back at once.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
-use tokio::{io::unix::AsyncFd, sync::mpsc};
+use nodeward_common::wakeup::DRAIN_INTERVAL_MS;
+use tokio::{io::unix::AsyncFd, sync::mpsc, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -20,7 +23,8 @@ pub fn register(ring: RingBuf<MapData>) -> anyhow::Result<AsyncFd<RingBuf<MapDat
 
 /// Forwards every record, parsed by `parse`, as an event until cancelled. Waiting on a
 /// full channel (rather than dropping) lets the ring absorb bursts; what overflows it is
-/// counted by the kernel.
+/// counted by the kernel. The sensors' programs wake the reader only now and then (see
+/// `nodeward_common::wakeup`), so the ring is also drained on a timer.
 pub async fn forward(
     mut ring: AsyncFd<RingBuf<MapData>>,
     source: &'static str,
@@ -28,31 +32,46 @@ pub async fn forward(
     events: mpsc::Sender<Event>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut drain = tokio::time::interval(Duration::from_millis(DRAIN_INTERVAL_MS));
+    drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        let mut guard = tokio::select! {
+        let batch = tokio::select! {
             () = token.cancelled() => return Ok(()),
-            guard = ring.readable_mut() => guard.with_context(|| format!("polling the {source} ring buffer"))?,
-        };
-        let mut batch = Vec::new();
-        let reader = guard.get_inner_mut();
-        while let Some(item) = reader.next() {
-            if let Some(event) = parse(&item) {
-                batch.push(event);
-            } else {
-                warn!(
-                    source,
-                    len = item.len(),
-                    "ring buffer record has an unexpected size"
-                );
+            guard = ring.readable_mut() => {
+                let mut guard = guard.with_context(|| format!("polling the {source} ring buffer"))?;
+                // Cleared before reading: a record that arrives meanwhile wakes again.
+                guard.clear_ready();
+                read_all(guard.get_inner_mut(), source, &parse)
             }
-        }
-        guard.clear_ready();
+            _ = drain.tick() => read_all(ring.get_mut(), source, &parse),
+        };
         for event in batch {
             if events.send(event).await.is_err() {
                 return Ok(());
             }
         }
     }
+}
+
+/// Every record in the ring, parsed; the ring's memory is handed back as it goes.
+fn read_all(
+    reader: &mut RingBuf<MapData>,
+    source: &'static str,
+    parse: &impl Fn(&[u8]) -> Option<Event>,
+) -> Vec<Event> {
+    let mut batch = Vec::new();
+    while let Some(item) = reader.next() {
+        if let Some(event) = parse(&item) {
+            batch.push(event);
+        } else {
+            warn!(
+                source,
+                len = item.len(),
+                "ring buffer record has an unexpected size"
+            );
+        }
+    }
+    batch
 }
 
 /// Reads a plain-old-data record of type `T` from the start of `bytes`.

@@ -9,14 +9,18 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use nodeward_common::exec::{
-    CONFIG_HOST_PROCESSES, ExecConfig, ExecEvent, FLAG_ARGS_TRUNCATED, FLAG_FILENAME_TRUNCATED,
-    FLAG_TTY, MAX_ARGS, MAX_FILENAME, STAT_EVENTS_LOST, STAT_REPORTED,
+use nodeward_common::{
+    exec::{
+        CONFIG_HOST_PROCESSES, EVENTS_RING_BYTES, ExecConfig, ExecEvent, FLAG_ARGS_TRUNCATED,
+        FLAG_FILENAME_TRUNCATED, FLAG_TTY, MAX_ARGS, MAX_FILENAME, STAT_EVENTS_LOST, STAT_REPORTED,
+    },
+    wakeup::{RING_EXEC, threshold},
 };
 
 use crate::{
     imds::low_u32,
     maps::{EXEC_CONFIG, EXEC_EVENTS, EXEC_STATS, bump},
+    wakeup,
 };
 
 // match-proto: TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -79,6 +83,8 @@ fn report(config: &ExecConfig, task: *const u8, bprm: *const u8) {
         return;
     };
     let event = entry.as_mut_ptr();
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let mut flags = 0;
@@ -110,7 +116,7 @@ fn report(config: &ExecConfig, task: *const u8, bprm: *const u8) {
         let args_len = read_args(config, task, addr_of_mut!((*event).args), &mut flags);
 
         addr_of_mut!((*event).cgroup_id).write(bpf_get_current_cgroup_id());
-        addr_of_mut!((*event).boot_ns).write(bpf_ktime_get_boot_ns());
+        addr_of_mut!((*event).boot_ns).write(now);
         addr_of_mut!((*event).pid).write((pid_tgid >> 32) as u32);
         addr_of_mut!((*event).ppid).write(ppid);
         addr_of_mut!((*event).uid).write(low_u32(uid_gid));
@@ -121,7 +127,12 @@ fn report(config: &ExecConfig, task: *const u8, bprm: *const u8) {
         addr_of_mut!((*event).reserved).write(0);
         addr_of_mut!((*event).comm).write(bpf_get_current_comm().unwrap_or_default());
     }
-    entry.submit(0);
+    entry.submit(wakeup::flags(
+        &EXEC_EVENTS,
+        RING_EXEC,
+        threshold(EVENTS_RING_BYTES),
+        now,
+    ));
     bump(&EXEC_STATS, STAT_REPORTED);
 }
 

@@ -32,6 +32,9 @@ pub struct AgentSpec {
     pub extra_yaml: String,
     /// `collector.spoolMaxBytes`.
     pub spool_max_bytes: Option<u64>,
+    /// A program (and its arguments) the agent is started through, e.g. `setpriv` to
+    /// run it with fewer capabilities; it must end by exec'ing the command after it.
+    pub launcher: Vec<String>,
 }
 
 impl AgentSpec {
@@ -47,7 +50,15 @@ impl AgentSpec {
             tls: None,
             extra_yaml: String::new(),
             spool_max_bytes: None,
+            launcher: Vec::new(),
         }
+    }
+
+    /// Starts the agent through `launcher` (a program and its arguments).
+    #[must_use]
+    pub fn launcher(mut self, launcher: &[&str]) -> Self {
+        self.launcher = launcher.iter().map(|&a| a.to_owned()).collect();
+        self
     }
 
     /// Reports over mutual TLS with `certs/<cert>.crt` (see [`crate::certs::write_certs`]).
@@ -126,6 +137,7 @@ pub struct AgentProcess {
     log: PathBuf,
     node_name: String,
     starts: u32,
+    launcher: Vec<String>,
 }
 
 impl AgentProcess {
@@ -143,7 +155,7 @@ impl AgentProcess {
         node.write_pods_file(&pods);
         write_config(node, spec, &config, &pods, &node_name);
         let log = dir.join("agent.log");
-        let daemon = spawn(&config, &log);
+        let daemon = spawn(&config, &log, &spec.launcher);
         Self {
             daemon,
             config,
@@ -151,6 +163,7 @@ impl AgentProcess {
             log,
             node_name,
             starts: 1,
+            launcher: spec.launcher.clone(),
         }
     }
 
@@ -178,7 +191,7 @@ impl AgentProcess {
         self.log = self
             .log
             .with_file_name(format!("agent.{}.log", self.starts));
-        self.daemon = spawn(&self.config, &self.log);
+        self.daemon = spawn(&self.config, &self.log, &self.launcher);
     }
 
     /// Waits (up to 30 s) until the agent says every module is running (IMDS programs
@@ -234,8 +247,16 @@ impl AgentProcess {
     }
 }
 
-fn spawn(config: &Path, log: &Path) -> Daemon {
-    let mut command = Command::new(workspace_bin("nodeward-agent"));
+fn spawn(config: &Path, log: &Path, launcher: &[String]) -> Daemon {
+    let agent = workspace_bin("nodeward-agent");
+    let mut command = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(agent);
+            command
+        }
+        None => Command::new(agent),
+    };
     command
         .arg("run")
         .arg("--config")

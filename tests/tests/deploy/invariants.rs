@@ -17,11 +17,10 @@ use serde_json::Value;
 use super::manifests::{Doc, round_trip};
 
 /// Exactly what the agent runs with; deploy/base/agent.yaml says why for each.
-pub const AGENT_CAPABILITIES: [&str; 6] = [
+pub const AGENT_CAPABILITIES: [&str; 5] = [
     "BPF",
     "PERFMON",
     "NET_ADMIN",
-    "SYS_RESOURCE",
     "DAC_READ_SEARCH",
     "SYS_PTRACE",
 ];

@@ -19,6 +19,9 @@ enum Kind {
     Udp,
     /// fork+exec of /bin/true, and wait for it.
     Exec,
+    /// A service-like mix, per operation: one exec of /bin/true, 10 TCP connects, 10 UDP
+    /// sends, 10 reads of 4 KiB and about 50 µs of computation.
+    Mix,
 }
 
 #[derive(Args)]
@@ -40,13 +43,13 @@ impl StormArgs {
             Kind::Connect => connect(self.count, self.threads)?,
             Kind::Udp => udp(self.count, self.threads)?,
             Kind::Exec => spread(self.count, self.threads, |n| {
-                let mut command = Command::new("/bin/true");
-                command.stdin(Stdio::null());
+                let mut command = true_command();
                 for _ in 0..n {
                     command.status()?;
                 }
                 Ok(())
             })?,
+            Kind::Mix => mix(self.count, self.threads)?,
         };
         #[expect(clippy::cast_precision_loss, reason = "a rate, not an exact count")]
         let rate = self.count as f64 / seconds;
@@ -57,6 +60,72 @@ impl StormArgs {
             ..ProbeResult::success()
         })
     }
+}
+
+fn true_command() -> Command {
+    let mut command = Command::new("/bin/true");
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Operations of each kind in one [`Kind::Mix`] operation.
+const MIX_EACH: usize = 10;
+
+fn mix(count: u64, threads: u64) -> io::Result<f64> {
+    let listener = listener()?;
+    let addr = listener.local_addr()?;
+    let sink = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let to = sink.local_addr()?;
+    let file = tempfile::tempfile()?;
+    file.set_len(4096 * MIX_EACH as u64)?;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| accept_until(&listener, &stop));
+        let result = spread(count, threads, |n| {
+            use std::os::unix::fs::FileExt as _;
+            let mut command = true_command();
+            let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+            let mut buf = [0u8; 4096];
+            for _ in 0..n {
+                command.status()?;
+                for i in 0..MIX_EACH {
+                    reset_on_close(&TcpStream::connect(addr)?)?;
+                    socket.send_to(&buf[..64], to)?;
+                    file.read_exact_at(&mut buf, 4096 * i as u64)?;
+                }
+                std::hint::black_box(compute(&buf));
+            }
+            Ok(())
+        });
+        stop_accepting(addr, &stop);
+        result
+    })
+}
+
+/// About 50 µs of arithmetic on this machine kind, which the hooks do not see.
+fn compute(seed: &[u8]) -> u64 {
+    let mut x = seed.iter().map(|&b| u64::from(b)).sum::<u64>() | 1;
+    for _ in 0..40_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
+}
+
+fn accept_until(listener: &TcpListener, stop: &AtomicBool) {
+    for stream in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        drop(stream);
+    }
+}
+
+fn stop_accepting(addr: std::net::SocketAddr, stop: &AtomicBool) {
+    stop.store(true, Ordering::Relaxed);
+    // Wakes the accept loop so it sees the flag.
+    let _ = TcpStream::connect(addr).and_then(|mut s| s.flush());
 }
 
 /// Runs `work(n)` on `threads` threads sharing `count`; returns the wall time in seconds.
@@ -109,14 +178,7 @@ fn connect(count: u64, threads: u64) -> io::Result<f64> {
     let addr = listener.local_addr()?;
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        scope.spawn(|| {
-            for stream in listener.incoming() {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                drop(stream);
-            }
-        });
+        scope.spawn(|| accept_until(&listener, &stop));
         let result = spread(count, threads, |n| {
             for _ in 0..n {
                 let stream = TcpStream::connect(addr)?;
@@ -124,9 +186,7 @@ fn connect(count: u64, threads: u64) -> io::Result<f64> {
             }
             Ok(())
         });
-        stop.store(true, Ordering::Relaxed);
-        // Wakes the accept loop so it sees the flag.
-        let _ = TcpStream::connect(addr).and_then(|mut s| s.flush());
+        stop_accepting(addr, &stop);
         result
     })
 }
@@ -215,7 +275,7 @@ mod tests {
     /// Over loopback in the test's own namespace, as the benchmark runs them.
     #[test]
     fn loopback_storms_complete() {
-        for kind in [Kind::Connect, Kind::Udp] {
+        for kind in [Kind::Connect, Kind::Udp, Kind::Mix] {
             let got = StormArgs {
                 kind,
                 count: 100,

@@ -1,0 +1,121 @@
+//! The agent does its job with exactly the capabilities its DaemonSet grants, read from
+//! deploy/base/agent.yaml: started as root with every other capability out of its
+//! bounding set (as a container runtime starts it) and with `RLIMIT_MEMLOCK` at 64 KiB,
+//! it attaches IMDS enforcement and the sensors, refuses a pod, and sees the pod's execs.
+//! A capability added to the manifest that the agent does not need, or one the agent
+//! needs that the manifest lacks, shows here.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Stack, connect, wait_enforced};
+use nodeward_testkit::{IMDS_V4, PodSpec, SimNode, poll_until, require_root};
+use serde_json::Value;
+
+/// `capability.h` numbers of the capabilities a manifest may name.
+const CAPABILITY_BITS: [(&str, u32); 9] = [
+    ("DAC_OVERRIDE", 1),
+    ("DAC_READ_SEARCH", 2),
+    ("NET_ADMIN", 12),
+    ("NET_RAW", 13),
+    ("SYS_PTRACE", 19),
+    ("SYS_ADMIN", 21),
+    ("SYS_RESOURCE", 24),
+    ("PERFMON", 38),
+    ("BPF", 39),
+];
+
+/// 64 KiB: far below what the maps and ring buffers take (the exec ring alone is 4 MiB),
+/// so the agent only starts if the kernel charges them to the memory cgroup.
+const MEMLOCK_BYTES: &str = "65536";
+
+/// `capabilities.add` of the agent container in deploy/base/agent.yaml.
+fn daemonset_capabilities() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/base/agent.yaml");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let daemonset: Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let containers = daemonset["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: no containers"));
+    let agent = containers
+        .iter()
+        .find(|c| c["name"] == "agent")
+        .unwrap_or_else(|| panic!("{path}: no container named agent"));
+    agent["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: the agent container adds no capabilities"))
+        .iter()
+        .map(|c| c.as_str().expect("a capability name").to_owned())
+        .collect()
+}
+
+fn bit(name: &str) -> u32 {
+    CAPABILITY_BITS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("capability {name} is not in this test's table"))
+        .1
+}
+
+/// The effective capability mask of a running process.
+fn effective_caps(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff in /proc/<pid>/status")
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+#[test]
+fn the_agent_works_with_only_the_daemonsets_capabilities() {
+    if !require_root("the_agent_works_with_only_the_daemonsets_capabilities") {
+        return;
+    }
+    let caps = daemonset_capabilities();
+    let expected_mask = caps.iter().fold(0u64, |mask, c| mask | 1 << bit(c));
+    let bounding = std::iter::once("-all".to_owned())
+        .chain(caps.iter().map(|c| format!("+{}", c.to_ascii_lowercase())))
+        .collect::<Vec<_>>()
+        .join(",");
+    let memlock = format!("--memlock={MEMLOCK_BYTES}:{MEMLOCK_BYTES}");
+    let launcher = [
+        "prlimit",
+        memlock.as_str(),
+        "setpriv",
+        "--inh-caps=-all",
+        "--bounding-set",
+        bounding.as_str(),
+        "--",
+    ];
+
+    let node = SimNode::builder().pod(PodSpec::new("web")).build();
+    let mut stack = Stack::start(node, |s| s.launcher(&launcher));
+    let pid = stack.agent.daemon().pid();
+    assert_eq!(
+        effective_caps(pid),
+        expected_mask,
+        "the agent runs with exactly {caps:?}"
+    );
+
+    let web = stack.node.pod("web");
+    wait_enforced(&web);
+    assert!(
+        connect(&web, &IMDS_V4.to_string(), 80).is_denied(),
+        "the pod is refused"
+    );
+
+    let series = r#"nodeward_events_total{source="exec"}"#;
+    let before = stack.agent.metric(series).unwrap_or(0.0);
+    let storm = web.probe(&["storm", "exec", "--count", "20", "--threads", "1"]);
+    assert!(storm.ok, "{storm:?}");
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            stack.agent.metric(series).unwrap_or(0.0) >= before + 21.0
+        }),
+        "the exec sensor reports the pod's execs:\n{}",
+        stack.agent.daemon().log()
+    );
+}
