@@ -88,6 +88,15 @@ pub fn resolve_pod_cgroup(
     Ok(absolute)
 }
 
+/// Where `cgroup` sits for the kernel: its depth below `cgroup_root` (the level the
+/// `ancestor_cgroup_id` helpers take) and its id (the directory's inode number).
+pub fn level_and_id(cgroup_root: &Path, cgroup: &Path) -> std::io::Result<(u32, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let relative = cgroup.strip_prefix(cgroup_root).unwrap_or(cgroup);
+    let level = u32::try_from(relative.components().count()).unwrap_or(0);
+    Ok((level, std::fs::metadata(cgroup)?.ino()))
+}
+
 /// Opens a cgroup directory for attaching programs.
 pub fn open_cgroup(path: &Path) -> Result<File, CgroupError> {
     File::open(path).map_err(|source| CgroupError::Open {

@@ -117,6 +117,10 @@ pub struct SensorsConfig {
     /// Watch the whole node, not only processes below the pod cgroup.
     #[serde(default)]
     pub host_processes: bool,
+    /// With `host_processes`, the cgroup node processes' connections are watched from,
+    /// relative to the cgroup root; empty (the default) is the root itself.
+    #[serde(default)]
+    pub host_cgroup_path: PathBuf,
 }
 
 impl Default for SensorsConfig {
@@ -125,12 +129,20 @@ impl Default for SensorsConfig {
             exec: true,
             egress: true,
             host_processes: false,
+            host_cgroup_path: PathBuf::new(),
         }
     }
 }
 
 fn yes() -> bool {
     true
+}
+
+fn stays_below(path: &std::path::Path) -> bool {
+    !path.is_absolute()
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
 }
 
 fn default_http_listen() -> std::net::SocketAddr {
@@ -255,15 +267,21 @@ impl Validate for Config {
             }
             _ => {}
         }
-        if let Some(p) = &self.pod_cgroup_path
-            && (p.is_absolute()
-                || p.components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir)))
-        {
-            return Err(format!(
-                "podCgroupPath: must be relative to cgroupRoot and stay below it, got {}",
-                p.display()
-            ));
+        for (key, path) in [
+            ("podCgroupPath", self.pod_cgroup_path.as_ref()),
+            (
+                "sensors.hostCgroupPath",
+                Some(&self.sensors.host_cgroup_path),
+            ),
+        ] {
+            if let Some(p) = path
+                && !stays_below(p)
+            {
+                return Err(format!(
+                    "{key}: must be relative to cgroupRoot and stay below it, got {}",
+                    p.display()
+                ));
+            }
         }
         if !self.bpf_pin_path.is_absolute() {
             return Err(format!(

@@ -332,7 +332,14 @@ fn modules(
         pods.clone(),
     ))];
     if sensors.egress {
-        modules.push(Box::new(EgressSensor));
+        let host_cgroup = sensors
+            .host_processes
+            .then(|| cgroup_root.join(&sensors.host_cgroup_path));
+        modules.push(Box::new(EgressSensor::new(
+            cgroup_root.to_owned(),
+            pod_cgroup.to_owned(),
+            host_cgroup,
+        )));
     }
     if sensors.exec {
         modules.push(Box::new(ExecSensor::new(

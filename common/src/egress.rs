@@ -1,10 +1,12 @@
 //! Egress sensor: every outbound connect and UDP destination from a pod, recorded by the
 //! same `cgroup/connect*` and `sendmsg*` programs that enforce IMDS (one hook per call),
 //! deduplicated in the kernel per (container, destination, port, protocol) over a window.
+//! With `sensors.hostProcesses`, record-only programs on the node's cgroup add the node
+//! processes outside the pods.
 
 use crate::TASK_COMM_LEN;
 
-/// One-entry array: non-zero when the sensor is on.
+/// One-entry array holding [`EgressConfig`].
 pub const MAP_CONFIG: &str = "EGRESS_CONFIG";
 /// LRU hash of [`EgressKey`] → [`EgressSeen`].
 pub const MAP_SEEN: &str = "EGRESS_SEEN";
@@ -14,6 +16,24 @@ pub const MAP_LAST: &str = "EGRESS_LAST";
 pub const MAP_EVENTS: &str = "EGRESS_EVENTS";
 /// Per-CPU counters, indexed by the `STAT_*` constants.
 pub const MAP_STATS: &str = "EGRESS_STATS";
+
+/// Programs that record node processes' destinations (never refuse anything).
+pub const PROG_HOST_CONNECT4: &str = "host_connect4";
+pub const PROG_HOST_CONNECT6: &str = "host_connect6";
+pub const PROG_HOST_SENDMSG4: &str = "host_sendmsg4";
+pub const PROG_HOST_SENDMSG6: &str = "host_sendmsg6";
+
+/// The sensor's settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EgressConfig {
+    /// Non-zero when the sensor is on.
+    pub enabled: u32,
+    /// Depth of the pod cgroup below the cgroup2 root; the node programs leave tasks whose
+    /// ancestor at this depth is the pod cgroup to the pod programs.
+    pub pod_cgroup_level: u32,
+    pub pod_cgroup_id: u64,
+}
 
 /// Destinations tracked at once (least recently used are forgotten).
 pub const MAX_SEEN: u32 = 65_536;
@@ -80,6 +100,7 @@ pub struct EgressEvent {
     pub comm: [u8; TASK_COMM_LEN],
 }
 
+const _: () = assert!(size_of::<EgressConfig>() == 16);
 const _: () = assert!(size_of::<EgressKey>() == 40);
 const _: () = assert!(size_of::<EgressSeen>() == 16);
 const _: () = assert!(size_of::<EgressLast>() == 56);
@@ -87,8 +108,9 @@ const _: () = assert!(size_of::<EgressEvent>() == 80);
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all four types are `#[repr(C)]`, contain only integers and byte arrays, and
+    // SAFETY: all five types are `#[repr(C)]`, contain only integers and byte arrays, and
     // have no implicit padding (the size assertions above would fail if they did).
+    unsafe impl aya::Pod for super::EgressConfig {}
     unsafe impl aya::Pod for super::EgressKey {}
     unsafe impl aya::Pod for super::EgressSeen {}
     unsafe impl aya::Pod for super::EgressLast {}

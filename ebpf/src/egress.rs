@@ -6,16 +6,17 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
+        bpf_ktime_get_coarse_ns,
     },
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use nodeward_common::{
     egress::{
-        EVENTS_RING_BYTES, EgressEvent, EgressKey, EgressLast, EgressSeen, MAX_SEEN, STAT_COUNT,
-        STAT_EVENTS_LOST, STAT_REPORTED, WINDOW_NS,
+        EVENTS_RING_BYTES, EgressConfig, EgressEvent, EgressKey, EgressLast, EgressSeen, MAX_SEEN,
+        STAT_COUNT, STAT_EVENTS_LOST, STAT_REPORTED, WINDOW_NS,
     },
     wakeup::{RING_EGRESS, threshold},
 };
@@ -28,7 +29,7 @@ use crate::{
 };
 
 #[map]
-static EGRESS_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+static EGRESS_CONFIG: Array<EgressConfig> = Array::with_max_entries(1, 0);
 
 #[map]
 static EGRESS_SEEN: LruHashMap<EgressKey, EgressSeen> = LruHashMap::with_max_entries(MAX_SEEN, 0);
@@ -42,12 +43,37 @@ static EGRESS_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
 #[map]
 static EGRESS_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
-/// Records one allowed connect or send to `dst`.
+/// Records one allowed connect or send to `dst` from a pod.
 #[inline(always)]
 pub fn record(dst: &Destination) {
-    if EGRESS_CONFIG.get(0).is_none_or(|on| *on == 0) {
+    if EGRESS_CONFIG.get(0).is_none_or(|c| c.enabled == 0) {
         return;
     }
+    record_enabled(dst);
+}
+
+/// Records a connect or send by a node process; tasks below the pod cgroup are the pod
+/// programs' to record (both run for them, the pods' programs being attached below).
+#[inline(always)]
+pub fn record_from_node(dst: &Destination) {
+    let Some(config) = EGRESS_CONFIG.get(0) else {
+        return;
+    };
+    if config.enabled == 0 {
+        return;
+    }
+    // SAFETY: the helper accepts any level and returns 0 past the task's own.
+    let ancestor = unsafe {
+        bpf_get_current_ancestor_cgroup_id(i32::try_from(config.pod_cgroup_level).unwrap_or(0))
+    };
+    if ancestor == config.pod_cgroup_id {
+        return;
+    }
+    record_enabled(dst);
+}
+
+#[inline(always)]
+fn record_enabled(dst: &Destination) {
     let Some(last) = EGRESS_LAST.get_ptr_mut(0) else {
         return;
     };

@@ -48,9 +48,21 @@ impl Origin for Task {
 /// An IPv4 destination (`connect4`, `sendmsg4`).
 #[inline(always)]
 pub fn judge_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
+    judge(&destination_v4(ctx, hook))
+}
+
+/// An IPv6 destination (`connect6`, `sendmsg6`), including IPv4-mapped ones.
+#[inline(always)]
+pub fn judge_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
+    judge(&destination_v6(ctx, hook))
+}
+
+/// The destination an IPv4 call names.
+#[inline(always)]
+pub fn destination_v4(ctx: &SockAddrContext, hook: u32) -> Destination {
     // SAFETY: the kernel hands sock_addr programs a valid bpf_sock_addr.
     let sa = unsafe { &*ctx.sock_addr };
-    judge_ip4(
+    ip4(
         sa.user_ip4.to_ne_bytes(),
         port_from_ctx(sa.user_port),
         sa.protocol,
@@ -58,9 +70,9 @@ pub fn judge_v4(ctx: &SockAddrContext, hook: u32) -> i32 {
     )
 }
 
-/// An IPv6 destination (`connect6`, `sendmsg6`), including IPv4-mapped ones.
+/// The destination an IPv6 call names; an IPv4-mapped address comes back as IPv4.
 #[inline(always)]
-pub fn judge_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
+pub fn destination_v6(ctx: &SockAddrContext, hook: u32) -> Destination {
     // SAFETY: the kernel hands sock_addr programs a valid bpf_sock_addr.
     let sa = unsafe { &*ctx.sock_addr };
     // The context only allows aligned 32-bit loads of user_ip6 ("invalid bpf_context
@@ -76,49 +88,47 @@ pub fn judge_v6(ctx: &SockAddrContext, hook: u32) -> i32 {
     // An AF_INET6 socket reaches IPv4 destinations through ::ffff:a.b.c.d; judge those by
     // the IPv4 prefixes or they would be a way around them.
     if words[0] == 0 && words[1] == 0 && words[2] == V4_MAPPED_MARKER {
-        return judge_ip4(words[3].to_ne_bytes(), port, sa.protocol, hook);
+        return ip4(words[3].to_ne_bytes(), port, sa.protocol, hook);
     }
     let mut addr = [0u8; 16];
     for (chunk, word) in addr.chunks_exact_mut(4).zip(words) {
         chunk.copy_from_slice(&word.to_ne_bytes());
     }
-    let dst = Destination {
+    Destination {
         family: AF_INET6,
         addr,
         port,
         protocol: sa.protocol,
         hook,
-    };
-    let verdict = if is_blocked_v6(addr) {
-        on_blocked(&Task, &dst)
-    } else {
-        ALLOW
-    };
-    allowed_egress(verdict, &dst)
+    }
 }
 
 #[inline(always)]
-fn judge_ip4(ip: [u8; 4], port: u16, protocol: u32, hook: u32) -> i32 {
+fn ip4(ip: [u8; 4], port: u16, protocol: u32, hook: u32) -> Destination {
     let mut addr = [0u8; 16];
     addr[..4].copy_from_slice(&ip);
-    let dst = Destination {
+    Destination {
         family: AF_INET,
         addr,
         port,
         protocol,
         hook,
+    }
+}
+
+/// The IMDS decision, then what goes through is what the egress sensor records.
+#[inline(always)]
+fn judge(dst: &Destination) -> i32 {
+    let blocked = if dst.family == AF_INET {
+        is_blocked_v4([dst.addr[0], dst.addr[1], dst.addr[2], dst.addr[3]])
+    } else {
+        is_blocked_v6(dst.addr)
     };
-    let verdict = if is_blocked_v4(ip) {
-        on_blocked(&Task, &dst)
+    let verdict = if blocked {
+        on_blocked(&Task, dst)
     } else {
         ALLOW
     };
-    allowed_egress(verdict, &dst)
-}
-
-/// What goes through is what the egress sensor records.
-#[inline(always)]
-fn allowed_egress(verdict: i32, dst: &Destination) -> i32 {
     if verdict == ALLOW {
         egress::record(dst);
     }

@@ -70,7 +70,21 @@ fn escaping_pod_cgroup_path_is_refused() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("podCgroupPath"), "{bad}: {err}");
+        let err = parse(&format!(
+            "{MINIMAL}sensors:\n  hostProcesses: true\n  hostCgroupPath: {bad}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sensors.hostCgroupPath"), "{bad}: {err}");
     }
+    let ok = parse(&format!(
+        "{MINIMAL}sensors:\n  hostProcesses: true\n  hostCgroupPath: system.slice\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        ok.sensors.host_cgroup_path,
+        std::path::Path::new("system.slice")
+    );
 }
 
 #[test]

@@ -4,10 +4,7 @@
 
 mod event;
 
-use std::{
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use aya::{
@@ -22,7 +19,7 @@ pub use self::event::ExecInfo;
 use crate::{
     bpf,
     btf::{self, Btf},
-    caps,
+    caps, cgroup,
     event::Event,
     module::{Module, ModuleContext},
 };
@@ -46,15 +43,12 @@ impl ExecSensor {
     fn kernel_config(&self) -> anyhow::Result<ExecConfig> {
         let btf = Btf::load(Path::new(btf::VMLINUX))?;
         let offset = |s: &str, m: &str| btf.member_offset(s, m);
-        let relative = self
-            .pod_cgroup
-            .strip_prefix(&self.cgroup_root)
-            .unwrap_or(&self.pod_cgroup);
+        let (pod_cgroup_level, pod_cgroup_id) =
+            cgroup::level_and_id(&self.cgroup_root, &self.pod_cgroup)
+                .with_context(|| format!("reading {}", self.pod_cgroup.display()))?;
         Ok(ExecConfig {
-            pod_cgroup_id: std::fs::metadata(&self.pod_cgroup)
-                .with_context(|| format!("reading {}", self.pod_cgroup.display()))?
-                .ino(),
-            pod_cgroup_level: u32::try_from(relative.components().count()).unwrap_or(0),
+            pod_cgroup_id,
+            pod_cgroup_level,
             flags: if self.host_processes {
                 CONFIG_HOST_PROCESSES
             } else {

@@ -4,5 +4,6 @@ mod connect4;
 mod connect6;
 mod egress;
 mod exec;
+mod host_egress;
 mod sendmsg4;
 mod sendmsg6;
