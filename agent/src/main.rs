@@ -4,6 +4,7 @@
 //! kernel reports into findings, keeps them in an on-disk outbox and streams them to the
 //! collector, until SIGTERM or SIGINT.
 
+mod backoff;
 mod bpf;
 mod btf;
 mod caps;
@@ -13,6 +14,7 @@ mod config;
 mod config_watch;
 mod detect;
 mod egress;
+mod enroll;
 mod event;
 mod exec;
 mod file_watch;
@@ -165,6 +167,7 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     info!(spool = %config.collector.spool_dir.display(), pending = outbox.pending()?, stream_id = outbox.stream_id(), "outbox open");
     let supervisor = Supervisor::new();
     let token = supervisor.token().clone();
+    spawn_enrollment(&config, &node_name, &supervisor);
     let metrics = Arc::new(Metrics::default());
     let ready = serve_http(
         config.http_listen,
@@ -315,6 +318,34 @@ fn collector_link(config: &Config) -> anyhow::Result<stream::Link> {
         endpoint: config.collector.endpoint.clone(),
         tls,
     })
+}
+
+/// Keeps this node's certificate issued by the collector, when `collector.enrollment` is
+/// on (validation made sure the TLS files are configured then).
+fn spawn_enrollment(config: &Config, node_name: &str, supervisor: &Supervisor) {
+    let (Some(enrollment), Ok(Some(files))) = (
+        config.collector.enrollment.as_ref(),
+        config.collector.tls_files(),
+    ) else {
+        return;
+    };
+    info!(
+        token_file = %enrollment.token_file.display(),
+        cert = %files.cert_file.display(),
+        "enrollment on: this node's certificate comes from the collector"
+    );
+    let enrollment = enroll::Enrollment {
+        endpoint: config.collector.endpoint.clone(),
+        ca_file: files.ca_file,
+        cert_file: files.cert_file,
+        key_file: files.key_file,
+        token_file: enrollment.token_file.clone(),
+        node_name: node_name.to_owned(),
+    };
+    supervisor.spawn(
+        "enrollment",
+        enroll::run(enrollment, supervisor.token().clone()),
+    );
 }
 
 /// The modules the config asks for: IMDS enforcement always, then the sensors.
