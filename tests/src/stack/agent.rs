@@ -32,6 +32,8 @@ pub struct AgentSpec {
     pub extra_yaml: String,
     /// `collector.spoolMaxBytes`.
     pub spool_max_bytes: Option<u64>,
+    /// `collector.enrollment.tokenFile`: the agent gets its certificate from the collector.
+    pub enrollment_token: Option<PathBuf>,
 }
 
 impl AgentSpec {
@@ -47,7 +49,16 @@ impl AgentSpec {
             tls: None,
             extra_yaml: String::new(),
             spool_max_bytes: None,
+            enrollment_token: None,
         }
+    }
+
+    /// Enrolls for the client certificate (see [`AgentSpec::tls`] for where it goes) with
+    /// the service account token in `token_file`.
+    #[must_use]
+    pub fn enrollment(mut self, token_file: &Path) -> Self {
+        self.enrollment_token = Some(token_file.to_owned());
+        self
     }
 
     /// Reports over mutual TLS with `certs/<cert>.crt` (see [`crate::certs::write_certs`]).
@@ -267,6 +278,9 @@ fn write_config(node: &SimNode, spec: &AgentSpec, path: &Path, pods: &Path, node
     );
     if let Some(bytes) = spec.spool_max_bytes {
         let _ = writeln!(yaml, "  spoolMaxBytes: {bytes}");
+    }
+    if let Some(token) = &spec.enrollment_token {
+        let _ = writeln!(yaml, "  enrollment:\n    tokenFile: {}", token.display());
     }
     yaml.push_str(&spec.extra_yaml);
     if spec.pods_file {
