@@ -63,6 +63,8 @@ pub enum EnrollError {
     },
     #[error("{0}")]
     Internal(String),
+    #[error("too many certificate requests at once")]
+    Busy,
 }
 
 impl EnrollError {
@@ -81,6 +83,7 @@ impl EnrollError {
             Self::BadCsr(_) => "bad_csr",
             Self::Api { .. } => "api_error",
             Self::Internal(_) => "internal_error",
+            Self::Busy => "busy",
         }
     }
 
@@ -94,6 +97,9 @@ impl EnrollError {
                 Status::unavailable("the collector could not reach the Kubernetes API; retry")
             }
             Self::Internal(_) => Status::internal("the collector cannot issue certificates"),
+            Self::Busy => Status::resource_exhausted(
+                "too many certificate requests at once; retry with backoff",
+            ),
             Self::WrongServiceAccount { .. }
             | Self::NotBoundToPod
             | Self::PodGone { .. }
@@ -106,7 +112,7 @@ impl EnrollError {
 }
 
 /// Every outcome label, so each series exists (at 0) from the start.
-pub const OUTCOMES: [&str; 13] = [
+pub const OUTCOMES: [&str; 14] = [
     "issued",
     "no_token",
     "token_rejected",
@@ -120,6 +126,7 @@ pub const OUTCOMES: [&str; 13] = [
     "bad_csr",
     "api_error",
     "internal_error",
+    "busy",
 ];
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use nodeward_proto::v1::{
     IssueCertificateRequest, IssueCertificateResponse,
     agent_enrollment_service_server::AgentEnrollmentService,
 };
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
@@ -15,6 +16,11 @@ use crate::metrics::Metrics;
 
 /// The largest token accepted (projected tokens are about 1 KiB).
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Requests checked at once. Callers need no certificate, so each could otherwise make
+/// the collector send a `TokenReview`: this bounds what a flood costs the API server.
+/// Agents retry a refusal with backoff; a whole cluster of nodes enrolling at once
+/// takes a few rounds.
+const MAX_CONCURRENT: usize = 8;
 
 pub struct EnrollmentApi {
     attestor: Attestor,
@@ -23,6 +29,7 @@ pub struct EnrollmentApi {
     /// The CA bundle client certificates are checked against, sent back to agents.
     trust_file: PathBuf,
     metrics: Arc<Metrics>,
+    permits: Semaphore,
 }
 
 impl EnrollmentApi {
@@ -39,7 +46,16 @@ impl EnrollmentApi {
             ttl,
             trust_file,
             metrics,
+            permits: Semaphore::new(MAX_CONCURRENT),
         }
+    }
+
+    /// At most `n` requests checked at once (tests).
+    #[cfg(test)]
+    #[must_use]
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.permits = Semaphore::new(n);
+        self
     }
 
     /// From the config: the CA checked, and a Kubernetes client from `kubeconfig` or
@@ -129,6 +145,9 @@ impl AgentEnrollmentService for EnrollmentApi {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let Ok(_permit) = self.permits.try_acquire() else {
+            return Err(self.refuse(&addr, &EnrollError::Busy, None));
+        };
         let request = request.into_inner();
         let token = request.token.trim();
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {

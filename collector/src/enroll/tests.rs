@@ -321,6 +321,16 @@ async fn an_unreachable_api_server_is_unavailable_not_a_refusal() {
     assert_eq!(f.count("issued"), 0);
 }
 
+#[tokio::test]
+async fn beyond_the_concurrency_limit_requests_are_turned_away_without_asking_the_api() {
+    let mut f = Fixture::new();
+    f.api = f.api.with_concurrency(0);
+    let err = f.issue(&csr(), "token-a").await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert_eq!(f.count("busy"), 1);
+    assert!(f.kube.requests().is_empty());
+}
+
 #[test]
 fn a_ca_key_that_does_not_match_or_a_leaf_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
