@@ -167,8 +167,8 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     info!(spool = %config.collector.spool_dir.display(), pending = outbox.pending()?, stream_id = outbox.stream_id(), "outbox open");
     let supervisor = Supervisor::new();
     let token = supervisor.token().clone();
-    spawn_enrollment(&config, &node_name, &supervisor);
     let metrics = Arc::new(Metrics::default());
+    spawn_enrollment(&config, &node_name, &link, &metrics, &supervisor);
     let ready = serve_http(
         config.http_listen,
         metrics.registry(outbox.clone()),
@@ -317,12 +317,19 @@ fn collector_link(config: &Config) -> anyhow::Result<stream::Link> {
     Ok(stream::Link {
         endpoint: config.collector.endpoint.clone(),
         tls,
+        certificates_changed: Arc::default(),
     })
 }
 
 /// Keeps this node's certificate issued by the collector, when `collector.enrollment` is
 /// on (validation made sure the TLS files are configured then).
-fn spawn_enrollment(config: &Config, node_name: &str, supervisor: &Supervisor) {
+fn spawn_enrollment(
+    config: &Config,
+    node_name: &str,
+    link: &stream::Link,
+    metrics: &Arc<Metrics>,
+    supervisor: &Supervisor,
+) {
     let (Some(enrollment), Ok(Some(files))) = (
         config.collector.enrollment.as_ref(),
         config.collector.tls_files(),
@@ -341,10 +348,11 @@ fn spawn_enrollment(config: &Config, node_name: &str, supervisor: &Supervisor) {
         key_file: files.key_file,
         token_file: enrollment.token_file.clone(),
         node_name: node_name.to_owned(),
+        installed: link.certificates_changed.clone(),
     };
     supervisor.spawn(
         "enrollment",
-        enroll::run(enrollment, supervisor.token().clone()),
+        enroll::run(enrollment, metrics.clone(), supervisor.token().clone()),
     );
 }
 

@@ -12,7 +12,7 @@ use nodeward_proto::v1::{
     report_response,
 };
 use nodeward_runtime::tls::TlsFiles;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
@@ -39,6 +39,9 @@ pub struct Identity {
 pub struct Link {
     pub endpoint: String,
     pub tls: Option<TlsFiles>,
+    /// Rung when new certificate files were written (enrollment): a stream waiting to
+    /// reconnect tries at once rather than at the end of its backoff.
+    pub certificates_changed: Arc<Notify>,
 }
 
 /// Runs until `token` is cancelled.
@@ -70,6 +73,9 @@ pub async fn run(
         tokio::select! {
             () = token.cancelled() => return Ok(()),
             () = tokio::time::sleep(delay) => {}
+            () = link.certificates_changed.notified() => {
+                debug!("new certificate files: reconnecting now");
+            }
         }
     }
 }

@@ -175,6 +175,10 @@ fn an_agent_without_a_certificate_enrolls_and_reports_for_its_node_only() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        agent.metric("nodeward_enrollments_total{outcome=\"issued\"}"),
+        Some(1.0)
+    );
     let log = collector.daemon().log();
     assert!(log.contains("issued an agent certificate"), "{log}");
     assert!(log.contains(&pod), "the issuance names the pod:\n{log}");

@@ -10,9 +10,11 @@ mod request;
 
 use std::{
     path::PathBuf,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -20,7 +22,7 @@ use self::{
     files::Due,
     request::{RequestError, request},
 };
-use crate::backoff::Backoff;
+use crate::{backoff::Backoff, metrics::Metrics};
 
 /// Even a certificate far from expiry is looked at again this often (it may have been
 /// replaced or deleted by hand, or the clock jumped).
@@ -36,10 +38,16 @@ pub struct Enrollment {
     pub token_file: PathBuf,
     /// The node this agent reports as; the certificate should name it.
     pub node_name: String,
+    /// Rung after new files are written, for the collector stream.
+    pub installed: Arc<Notify>,
 }
 
 /// Keeps the certificate current until `token` is cancelled.
-pub async fn run(enrollment: Enrollment, token: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    enrollment: Enrollment,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(5));
     let mut just_issued = false;
     loop {
@@ -69,11 +77,17 @@ pub async fn run(enrollment: Enrollment, token: CancellationToken) -> anyhow::Re
                 );
                 match enroll(&enrollment).await {
                     Ok(()) => {
+                        metrics.enrollment("issued");
+                        enrollment.installed.notify_one();
                         just_issued = true;
                         continue;
                     }
                     Err(err) => {
                         let delay = backoff.next_delay();
+                        metrics.enrollment(match &err {
+                            RequestError::Refused(_) => "refused",
+                            RequestError::Other(_) => "failed",
+                        });
                         match &err {
                             RequestError::Refused(status) => warn!(
                                 code = ?status.code(),
