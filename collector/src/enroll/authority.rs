@@ -59,7 +59,7 @@ impl Authority {
         Ok(authority)
     }
 
-    /// Signs `csr_pem`'s key into a client certificate for `node`, valid for `ttl` (or
+    /// Signs the CSR's key into a client certificate for `node`, valid for `ttl` (or
     /// until the CA expires, if sooner).
     pub fn issue(
         &self,
@@ -67,6 +67,13 @@ impl Authority {
         node: &str,
         ttl: Duration,
     ) -> Result<Issued, EnrollError> {
+        // The API server validates node names; this keeps a SPIFFE path segment one
+        // whatever a (fake, or future) API server sends.
+        if !is_dns_subdomain(node) {
+            return Err(EnrollError::Internal(format!(
+                "node name {node:?} is not a DNS subdomain"
+            )));
+        }
         let ca = self.read()?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
@@ -145,6 +152,20 @@ impl Authority {
             not_after,
         })
     }
+}
+
+/// RFC 1123 subdomain, as Kubernetes requires of Node names.
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// The CSR, its signature checked, with a key type worth signing.

@@ -331,6 +331,20 @@ async fn beyond_the_concurrency_limit_requests_are_turned_away_without_asking_th
     assert!(f.kube.requests().is_empty());
 }
 
+#[tokio::test]
+async fn a_node_name_that_is_no_dns_name_gets_nothing() {
+    let f = Fixture::new();
+    f.kube
+        .add_pod("nodeward", "agent-x", "uid-x", "Node/../b", "Running");
+    f.kube.add_token(
+        "token-x",
+        FakeToken::projected(SA, AUDIENCE, "agent-x", "uid-x", "Node/../b"),
+    );
+    let err = f.issue(&csr(), "token-x").await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err}");
+    assert_eq!(f.count("issued"), 0);
+}
+
 #[test]
 fn a_ca_key_that_does_not_match_or_a_leaf_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
