@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "nodeward/v1/posture.proto",
     "nodeward/v1/agent.proto",
     "nodeward/v1/soc.proto",
+    "nodeward/v1/enrollment.proto",
 ];
 
 fn main() -> anyhow::Result<()> {

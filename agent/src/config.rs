@@ -177,6 +177,24 @@ pub struct CollectorConfig {
     /// it the oldest are dropped, counted and reported.
     #[serde(default = "default_spool_max_bytes")]
     pub spool_max_bytes: u64,
+    /// Get `certFile` from the collector, for this node, with the pod's service account
+    /// token, and renew it before it expires (off when absent; `tls: mutual` only).
+    #[serde(default)]
+    pub enrollment: Option<EnrollmentConfig>,
+}
+
+/// `collector.enrollment`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// The pod's projected service account token for the collector's audience
+    /// (`nodeward-collector`); read at every request, as the kubelet rotates it.
+    #[serde(default = "default_token_file")]
+    pub token_file: PathBuf,
+}
+
+fn default_token_file() -> PathBuf {
+    PathBuf::from("/var/run/secrets/nodeward/token")
 }
 
 /// Smallest `spoolMaxBytes`: room for a few thousand findings.
@@ -221,11 +239,16 @@ impl Config {
             .as_ref()
             .map_or_else(|| "auto-detected".to_owned(), |p| p.display().to_string());
         format!(
-            "node {node}; pod cgroup {pods}; IMDS {:?} for {}; collector {} (TLS {:?}), spool {}",
+            "node {node}; pod cgroup {pods}; IMDS {:?} for {}; collector {} (TLS {:?}{}), spool {}",
             self.imds.mode,
             cidrs.join(", "),
             self.collector.endpoint,
             self.collector.tls,
+            if self.collector.enrollment.is_some() {
+                ", enrollment"
+            } else {
+                ""
+            },
             self.collector.spool_dir.display()
         )
         .to_lowercase()
@@ -296,6 +319,12 @@ impl Validate for Config {
                 "collector.endpoint: {:?} does not match collector.tls: {:?} (mutual needs https://, disabled http://)",
                 self.collector.endpoint, self.collector.tls
             ));
+        }
+        if self.collector.enrollment.is_some() && tls.is_none() {
+            return Err(
+                "collector.enrollment: needs collector.tls: mutual (it obtains the certificate mutual TLS uses)"
+                    .to_owned(),
+            );
         }
         if self.collector.spool_max_bytes < MIN_SPOOL_BYTES {
             return Err(format!(

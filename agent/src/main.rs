@@ -4,6 +4,7 @@
 //! kernel reports into findings, keeps them in an on-disk outbox and streams them to the
 //! collector, until SIGTERM or SIGINT.
 
+mod backoff;
 mod bpf;
 mod btf;
 mod caps;
@@ -13,6 +14,7 @@ mod config;
 mod config_watch;
 mod detect;
 mod egress;
+mod enroll;
 mod event;
 mod exec;
 mod file_watch;
@@ -166,6 +168,7 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let supervisor = Supervisor::new();
     let token = supervisor.token().clone();
     let metrics = Arc::new(Metrics::default());
+    spawn_enrollment(&config, &node_name, &link, &metrics, &supervisor);
     let ready = serve_http(
         config.http_listen,
         metrics.registry(outbox.clone()),
@@ -314,7 +317,43 @@ fn collector_link(config: &Config) -> anyhow::Result<stream::Link> {
     Ok(stream::Link {
         endpoint: config.collector.endpoint.clone(),
         tls,
+        certificates_changed: Arc::default(),
     })
+}
+
+/// Keeps this node's certificate issued by the collector, when `collector.enrollment` is
+/// on (validation made sure the TLS files are configured then).
+fn spawn_enrollment(
+    config: &Config,
+    node_name: &str,
+    link: &stream::Link,
+    metrics: &Arc<Metrics>,
+    supervisor: &Supervisor,
+) {
+    let (Some(enrollment), Ok(Some(files))) = (
+        config.collector.enrollment.as_ref(),
+        config.collector.tls_files(),
+    ) else {
+        return;
+    };
+    info!(
+        token_file = %enrollment.token_file.display(),
+        cert = %files.cert_file.display(),
+        "enrollment on: this node's certificate comes from the collector"
+    );
+    let enrollment = enroll::Enrollment {
+        endpoint: config.collector.endpoint.clone(),
+        ca_file: files.ca_file,
+        cert_file: files.cert_file,
+        key_file: files.key_file,
+        token_file: enrollment.token_file.clone(),
+        node_name: node_name.to_owned(),
+        installed: link.certificates_changed.clone(),
+    };
+    supervisor.spawn(
+        "enrollment",
+        enroll::run(enrollment, metrics.clone(), supervisor.token().clone()),
+    );
 }
 
 /// The modules the config asks for: IMDS enforcement always, then the sensors.

@@ -27,6 +27,11 @@ struct SourceLabel {
     source: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
 /// Every metric the agent updates.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -37,6 +42,7 @@ pub struct Metrics {
     reconnects: Counter,
     posture_failing: Gauge,
     posture_errors: Gauge,
+    enrollments: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -70,6 +76,14 @@ impl Metrics {
     /// A new collector stream after a failure.
     pub fn reconnect(&self) {
         self.reconnects.inc();
+    }
+
+    /// A certificate request to the collector: `issued`, `refused` (by the collector) or
+    /// `failed` (it could not be asked).
+    pub fn enrollment(&self, outcome: &'static str) {
+        self.enrollments
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// The latest posture snapshot's failing and unjudgeable checks.
@@ -117,6 +131,11 @@ impl Metrics {
             "posture_error_checks",
             "Checks that could not be judged in the latest posture snapshot",
             self.posture_errors.clone(),
+        );
+        registry.register(
+            "enrollments",
+            "Certificate requests to the collector (collector.enrollment), by outcome",
+            self.enrollments.clone(),
         );
         registry.register_collector(Box::new(SpoolCollector(outbox)));
         registry

@@ -12,14 +12,13 @@ use nodeward_proto::v1::{
     report_response,
 };
 use nodeward_runtime::tls::TlsFiles;
-use rand::Rng as _;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tracing::{debug, info, warn};
 
-use crate::{findings, metrics::Metrics, outbox::Outbox};
+use crate::{backoff::Backoff, findings, metrics::Metrics, outbox::Outbox};
 
 /// Findings per message.
 const BATCH: usize = 256;
@@ -40,6 +39,9 @@ pub struct Identity {
 pub struct Link {
     pub endpoint: String,
     pub tls: Option<TlsFiles>,
+    /// Rung when new certificate files were written (enrollment): a stream waiting to
+    /// reconnect tries at once rather than at the end of its backoff.
+    pub certificates_changed: Arc<Notify>,
 }
 
 /// Runs until `token` is cancelled.
@@ -71,6 +73,9 @@ pub async fn run(
         tokio::select! {
             () = token.cancelled() => return Ok(()),
             () = tokio::time::sleep(delay) => {}
+            () = link.certificates_changed.notified() => {
+                debug!("new certificate files: reconnecting now");
+            }
         }
     }
 }
@@ -193,54 +198,4 @@ async fn blocking<T: Send + 'static>(
 ) -> anyhow::Result<T> {
     let outbox = outbox.clone();
     Ok(tokio::task::spawn_blocking(move || f(&outbox)).await??)
-}
-
-/// Exponential backoff with equal jitter: half the step is fixed, half random, so agents
-/// that lost the collector together do not all return in the same instant.
-struct Backoff {
-    base: Duration,
-    max: Duration,
-    step: u32,
-}
-
-impl Backoff {
-    fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, step: 0 }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let cap = self
-            .base
-            .saturating_mul(1 << self.step.min(16))
-            .min(self.max);
-        self.step = self.step.saturating_add(1);
-        let half = cap / 2;
-        half + rand::rng().random_range(Duration::ZERO..=half)
-    }
-
-    fn reset(&mut self) {
-        self.step = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let first = b.next_delay();
-        assert!(
-            (Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first),
-            "{first:?}"
-        );
-        for _ in 0..20 {
-            let d = b.next_delay();
-            assert!(d <= Duration::from_secs(2), "{d:?}");
-        }
-        assert!(b.next_delay() >= Duration::from_secs(1));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-    }
 }

@@ -2,6 +2,10 @@
 //! `nodeward_runtime::tls`): only a node's agent may call `AgentService`, and only for
 //! the node its certificate names; only SOC clients may call `SocService`, which is
 //! read-only. Without TLS (`tls: disabled`, logged at start) everyone is trusted.
+//!
+//! With enrollment on, the handshake lets clients without a certificate through (they
+//! have none yet), so these checks are what refuses them every API but
+//! `AgentEnrollmentService`, whose credential is the service account token (`enroll`).
 
 use nodeward_runtime::tls::{Peer, peer_identity};
 use tonic::{Request, Status};

@@ -10,7 +10,7 @@ use nodeward_runtime::{
 };
 use serde::{Deserialize, Deserializer};
 
-use crate::export::ExportConfig;
+use crate::{enroll::EnrollmentConfig, export::ExportConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -48,6 +48,10 @@ pub struct Config {
     /// Copies of every stored finding to a file and/or a webhook.
     #[serde(default)]
     pub export: Option<ExportConfig>,
+    /// Agents without a certificate may get one for their node by proving, with their
+    /// pod's service account token, which node they run on (off when absent).
+    #[serde(default)]
+    pub enrollment: Option<EnrollmentConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -72,7 +76,9 @@ fn default_silence_after() -> SignedDuration {
 
 /// A duration such as `30d`, `5m`, `1h30m` or `PT5M`. Days are taken as 24 hours: jiff's
 /// `SignedDuration` refuses days because of DST, which does not matter for retention.
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SignedDuration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SignedDuration, D::Error> {
     let text = String::deserialize(deserializer)?;
     text.parse::<Span>()
         .and_then(|span| span.to_duration(SpanRelativeTo::days_are_24_hours()))
@@ -160,6 +166,13 @@ impl Validate for Config {
         }
         if let Some(export) = &self.export {
             export.validate()?;
+        }
+        if let Some(enrollment) = &self.enrollment {
+            if self.tls != TlsMode::Mutual {
+                // Tokens would travel in plaintext, and a certificate is useless without TLS.
+                return Err("enrollment: needs tls: mutual".to_owned());
+            }
+            enrollment.validate()?;
         }
         Ok(())
     }

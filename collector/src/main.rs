@@ -8,6 +8,7 @@ mod agent_service;
 mod auth;
 mod client;
 mod config;
+mod enroll;
 mod export;
 mod feed;
 mod list;
@@ -25,7 +26,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use nodeward_runtime::{EXIT_BAD_CONFIG, LogArgs, config::load};
+use nodeward_runtime::{EXIT_BAD_CONFIG, LogArgs, config::load, tls::ClientAuth};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -33,6 +34,7 @@ use tracing::{error, info, warn};
 use crate::{
     client::{EndpointArgs, FilterArgs},
     config::{Config, Storage},
+    enroll::EnrollmentApi,
     export::Exporter,
     server::Collector,
     store::Store,
@@ -105,7 +107,7 @@ fn main() -> ExitCode {
             return match load::<Config>(&path) {
                 Ok(config) => {
                     println!(
-                        "{}: valid; listen {}, storage {}, TLS {:?}, HTTP {}, retention {:#}, silenceAfter {:#}, export {}",
+                        "{}: valid; listen {}, storage {}, TLS {:?}, HTTP {}, retention {:#}, silenceAfter {:#}, export {}, enrollment {}",
                         path.display(),
                         config.listen,
                         config.storage,
@@ -114,6 +116,11 @@ fn main() -> ExitCode {
                         config.retention,
                         config.silence_after,
                         if config.export.is_some() { "on" } else { "off" },
+                        if config.enrollment.is_some() {
+                            "on"
+                        } else {
+                            "off"
+                        },
                     );
                     ExitCode::SUCCESS
                 }
@@ -184,8 +191,15 @@ enum Run {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), listen = %config.listen, "nodeward collector starting");
+    // Agents that come to enroll have no certificate yet: the handshake lets them in and
+    // `auth` refuses them everything else.
+    let client_auth = if config.enrollment.is_some() {
+        ClientAuth::Optional
+    } else {
+        ClientAuth::Required
+    };
     let tls = match config.tls_files().map_err(anyhow::Error::msg)? {
-        Some(files) => Some(tls::ServerTls::load(files).context("collector TLS")?),
+        Some(files) => Some(tls::ServerTls::load(files, client_auth).context("collector TLS")?),
         None => None,
     };
     if tls.is_none() {
@@ -219,6 +233,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .http(http);
     if let Some(exporter) = exporter {
         collector = collector.export(exporter);
+    }
+    if let (Some(enrollment), Some(trust)) = (&config.enrollment, &config.ca_file) {
+        let api =
+            EnrollmentApi::from_config(enrollment, trust.clone(), collector.metrics()).await?;
+        info!(
+            service_account = enrollment.service_account,
+            audience = enrollment.audience,
+            ttl_s = enrollment.ttl().as_secs(),
+            ca = %enrollment.ca_cert_file.display(),
+            "agent enrollment on: agents without a certificate may request one for their node"
+        );
+        collector = collector.enrollment(api);
     }
     if let Some(tls) = tls {
         info!(

@@ -38,6 +38,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CheckLabel {
     check: String,
 }
@@ -66,6 +71,7 @@ pub struct Metrics {
     nodes_reporting: Gauge,
     nodes_silent: Gauge,
     posture_failures: Family<CheckLabel, Gauge>,
+    enrollments: Family<OutcomeLabel, Counter>,
     /// The checks `posture_failures` has a series for, to drop those that disappear.
     checks: Mutex<BTreeSet<String>>,
     /// Rung when the fleet changed (posture, hello, silence): the gauges are stale.
@@ -105,6 +111,11 @@ impl Metrics {
             "Nodes whose latest posture snapshot fails the check, by check id",
             self.posture_failures.clone(),
         );
+        registry.register(
+            "enrollments",
+            "Agent certificate requests, by outcome (issued, or why they were refused)",
+            self.enrollments.clone(),
+        );
         if let Some(stats) = export {
             registry.register_collector(Box::new(ExportCollector(stats)));
         }
@@ -116,6 +127,16 @@ impl Metrics {
         for kind in ["findings", "posture"] {
             drop(self.acks_sent.get_or_create(&KindLabel { kind }));
         }
+        for outcome in crate::enroll::OUTCOMES {
+            drop(self.enrollments.get_or_create(&OutcomeLabel { outcome }));
+        }
+    }
+
+    /// Counts an enrollment request by its outcome (`issued` or a refusal's reason).
+    pub fn enrollment(&self, outcome: &'static str) {
+        self.enrollments
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     pub fn finding_stored(&self, record: &v1::FindingRecord) {
@@ -264,6 +285,7 @@ mod tests {
         metrics.register(&mut registry, Some(Arc::default()));
         let guard = metrics.stream_open(StreamKind::Soc);
         metrics.ack_sent(AckKind::Posture);
+        metrics.enrollment("pod_gone");
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for needle in [
@@ -272,6 +294,8 @@ mod tests {
             "nodeward_exported_total 0",
             "nodeward_export_failures_total 0",
             "# TYPE nodeward_nodes_silent gauge",
+            "nodeward_enrollments_total{outcome=\"pod_gone\"} 1",
+            "nodeward_enrollments_total{outcome=\"issued\"} 0",
         ] {
             assert!(text.contains(needle), "{needle} in\n{text}");
         }

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use nodeward_proto::v1::{
+    agent_enrollment_service_server::AgentEnrollmentServiceServer,
     agent_service_server::AgentServiceServer, soc_service_server::SocServiceServer,
 };
 use prometheus_client::registry::Registry;
@@ -18,9 +19,11 @@ use tracing::{info, warn};
 use crate::{
     agent_service::AgentApi,
     auth::Auth,
+    enroll::EnrollmentApi,
     export::Exporter,
     feed::Feed,
-    metrics, retention, silence,
+    metrics::{self, Metrics},
+    retention, silence,
     soc_service::SocApi,
     store::Store,
     tls::{self, ServerTls},
@@ -44,6 +47,7 @@ pub struct Collector {
     exporter: Option<Exporter>,
     http: Option<TcpListener>,
     tls: Option<ServerTls>,
+    enrollment: Option<EnrollmentApi>,
 }
 
 impl Collector {
@@ -59,7 +63,21 @@ impl Collector {
             exporter: None,
             http: None,
             tls: None,
+            enrollment: None,
         }
+    }
+
+    /// The metrics every part of the collector counts into.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.feed.metrics().clone()
+    }
+
+    /// Serves `AgentEnrollmentService` beside the other APIs (with TLS whose client
+    /// certificates are optional; see `auth`).
+    #[must_use]
+    pub fn enrollment(mut self, enrollment: EnrollmentApi) -> Self {
+        self.enrollment = Some(enrollment);
+        self
     }
 
     /// Requires mutual TLS on the gRPC listener, and the identities in the client
@@ -121,6 +139,11 @@ impl Collector {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AgentServiceServer<AgentApi>>().await;
         health.set_serving::<SocServiceServer<SocApi>>().await;
+        if self.enrollment.is_some() {
+            health
+                .set_serving::<AgentEnrollmentServiceServer<EnrollmentApi>>()
+                .await;
+        }
         let touch_every = (self.silence_after / 4).min(MAX_TOUCH_EVERY);
         let auth = if self.tls.is_some() {
             Auth::Mutual
@@ -166,7 +189,12 @@ impl Collector {
             .add_service(
                 AgentServiceServer::new(agents).max_decoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(SocServiceServer::new(soc).max_decoding_message_size(MAX_MESSAGE_BYTES));
+            .add_service(SocServiceServer::new(soc).max_decoding_message_size(MAX_MESSAGE_BYTES))
+            .add_optional_service(
+                self.enrollment
+                    .take()
+                    .map(AgentEnrollmentServiceServer::new),
+            );
         let result = match self.tls.clone() {
             Some(tls) => {
                 let incoming = tls::incoming(listener, tls, self.token.clone());

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use nodeward_runtime::tls::{TlsError, TlsFiles, TlsMaterial, peer_identity};
+use nodeward_runtime::tls::{ClientAuth, TlsError, TlsFiles, TlsMaterial, peer_identity};
 use rustls::ServerConfig;
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -37,6 +37,7 @@ pub const RELOAD_POLL: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct ServerTls {
     files: TlsFiles,
+    client_auth: ClientAuth,
     current: Arc<RwLock<Loaded>>,
 }
 
@@ -48,12 +49,15 @@ struct Loaded {
 }
 
 impl ServerTls {
-    /// Reads `files` and builds the configuration; errors name the file.
-    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+    /// Reads `files` and builds the configuration; errors name the file. With
+    /// [`ClientAuth::Optional`] a client without a certificate completes the handshake,
+    /// and `auth` refuses it every call but enrollment.
+    pub fn load(files: TlsFiles, client_auth: ClientAuth) -> Result<Self, TlsError> {
         let material = files.read()?;
-        let config = material.server_config()?;
+        let config = material.server_config_for(client_auth)?;
         Ok(Self {
             files,
+            client_auth,
             current: Arc::new(RwLock::new(Loaded {
                 config,
                 pem: contents(material),
@@ -85,7 +89,7 @@ impl ServerTls {
         {
             return Ok(false);
         }
-        let config = material.server_config()?;
+        let config = material.server_config_for(self.client_auth)?;
         *self
             .current
             .write()

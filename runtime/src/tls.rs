@@ -131,10 +131,29 @@ pub enum TlsError {
     },
 }
 
+/// Whether a server's handshake requires a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No certificate, no connection.
+    Required,
+    /// A client may connect without one (agents enrolling for their first certificate);
+    /// one it presents must still chain to the CA. Each service then decides whether the
+    /// caller needs an identity.
+    Optional,
+}
+
 impl TlsMaterial {
     /// A rustls server configuration that requires a client certificate chaining to the
     /// CA and speaks HTTP/2 (gRPC).
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        self.server_config_for(ClientAuth::Required)
+    }
+
+    /// As [`TlsMaterial::server_config`], with client certificates `client_auth`.
+    pub fn server_config_for(
+        &self,
+        client_auth: ClientAuth,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
         let files = &self.files;
         let config_error = |source: Box<dyn std::error::Error + Send + Sync>| TlsError::Config {
             cert: files.cert_file.clone(),
@@ -146,10 +165,12 @@ impl TlsMaterial {
             roots.add(cert).map_err(|e| config_error(Box::new(e)))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| config_error(Box::new(e)))?;
+        let mut verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        if client_auth == ClientAuth::Optional {
+            verifier = verifier.allow_unauthenticated();
+        }
+        let verifier = verifier.build().map_err(|e| config_error(Box::new(e)))?;
         let key = PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| TlsError::Pem {
             path: files.key_file.clone(),
             reason: format!("no usable private key: {e}"),

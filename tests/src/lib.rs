@@ -61,6 +61,7 @@ mod capture;
 pub mod certs;
 pub mod cgroup;
 mod imds;
+pub mod kube_api;
 mod metadata;
 pub mod netns;
 mod network;

@@ -16,7 +16,8 @@ use serde_json::Value;
 
 use self::{
     invariants::{
-        AGENT_CAPABILITIES, check_agent, check_collector, check_rbac, find, validate_config,
+        AGENT_CAPABILITIES, check_agent, check_collector, check_collector_enrollment, check_rbac,
+        find, validate_config,
     },
     manifests::{
         CRD_FILE, Doc, check_object, deploy_dir, kustomizations, manifest_docs, parse_docs,
@@ -44,6 +45,7 @@ fn the_base_holds_its_invariants() {
     let docs = base_docs();
     check_agent(&docs);
     check_collector(&docs);
+    check_collector_enrollment(&docs);
     check_rbac(&docs);
 }
 
@@ -142,7 +144,7 @@ fn overlays() -> Vec<std::path::PathBuf> {
         .filter(|p| p.join("kustomization.yaml").is_file())
         .collect();
     dirs.sort();
-    for want in ["eks", "generic", "postgres", "cert-manager"] {
+    for want in ["eks", "generic", "postgres", "cert-manager", "enrollment"] {
         assert!(dirs.iter().any(|d| d.ends_with(want)), "no overlay {want}");
     }
     dirs
@@ -163,6 +165,7 @@ fn every_overlay_renders_valid_objects_that_hold_the_invariants() {
         }
         check_agent(&docs);
         check_collector(&docs);
+        check_collector_enrollment(&docs);
         check_rbac(&docs);
         let crds = docs
             .iter()
@@ -225,6 +228,46 @@ fn the_postgres_overlay_runs_replicas_without_the_sqlite_volume() {
         .find(|v| v["name"] == "config")
         .unwrap();
     assert_eq!(config["secret"]["secretName"], "nodeward-collector-config");
+}
+
+#[test]
+fn the_enrollment_overlay_keeps_the_agent_key_on_the_node_and_trusts_the_collector_ca() {
+    let Ok(docs) = render(&deploy_dir().join("overlays/enrollment")) else {
+        eprintln!("skipping: the enrollment overlay cannot be rendered here");
+        return;
+    };
+    let map: ConfigMap = find(&docs, "ConfigMap", "nodeward-agent").unwrap();
+    let config = validate_config("nodeward-agent", &map, "agent.yaml");
+    let collector = &config["collector"];
+    assert_eq!(
+        collector["enrollment"]["tokenFile"],
+        "/var/run/secrets/nodeward/token"
+    );
+    let daemonset: DaemonSet = find(&docs, "DaemonSet", "nodeward-agent").unwrap();
+    let pod = daemonset.spec.template.spec.unwrap();
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    let volumes = pod.volumes.unwrap();
+    let mount_of = |file: &str| {
+        mounts
+            .iter()
+            .find(|m| file.starts_with(&format!("{}/", m.mount_path)))
+            .and_then(|m| volumes.iter().find(|v| v.name == m.name))
+            .unwrap_or_else(|| panic!("{file} is on no volume"))
+            .clone()
+    };
+    // Written by the agent: on the node's state directory, which it may write.
+    for key in ["certFile", "keyFile"] {
+        let volume = mount_of(collector[key].as_str().unwrap());
+        assert_eq!(volume.host_path.unwrap().path, "/var/lib/nodeward", "{key}");
+    }
+    // The collector's CA from a ConfigMap that may come later without holding the pod.
+    let ca = mount_of(collector["caFile"].as_str().unwrap())
+        .config_map
+        .unwrap();
+    assert_eq!(
+        (ca.name.as_str(), ca.optional),
+        ("nodeward-collector-ca", Some(true))
+    );
 }
 
 #[test]

@@ -103,3 +103,24 @@ fn plaintext_endpoint_must_be_a_url() {
     let err = parse("collector:\n  endpoint: collector:7443\n  tls: disabled\n").unwrap_err();
     assert!(err.to_string().contains("collector.endpoint"), "{err}");
 }
+
+#[test]
+fn enrollment_is_off_by_default_and_needs_mutual_tls() {
+    assert_eq!(parse(MINIMAL).unwrap().collector.enrollment, None);
+    let config = parse(
+        "collector:\n  endpoint: https://collector:7443\n  tls: mutual\n  caFile: /p/ca.crt\n\
+         \x20 certFile: /p/tls.crt\n  keyFile: /p/tls.key\n  enrollment: {}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.collector.enrollment.unwrap().token_file,
+        PathBuf::from("/var/run/secrets/nodeward/token")
+    );
+    let err = parse(&format!("{MINIMAL}  enrollment: {{tokenFile: /t}}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("collector.enrollment") && err.contains("mutual"),
+        "{err}"
+    );
+}

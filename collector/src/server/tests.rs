@@ -341,11 +341,14 @@ async fn reflection_lists_and_describes_the_services() {
     };
     let mut names: Vec<String> = listed.service.into_iter().map(|s| s.name).collect();
     names.sort();
+    // Reflection describes the whole nodeward.v1 package, enrollment included, whether or
+    // not this collector has it on.
     assert_eq!(
         names,
         [
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
+            "nodeward.v1.AgentEnrollmentService",
             "nodeward.v1.AgentService",
             "nodeward.v1.SocService"
         ]

@@ -29,7 +29,7 @@ fn only_a_complete_consistent_renewal_replaces_the_configuration() {
     let (live, renewed) = (scratch.path().join("live"), scratch.path().join("renewed"));
     issue(&live);
     issue(&renewed);
-    let tls = ServerTls::load(files(&live)).unwrap();
+    let tls = ServerTls::load(files(&live), ClientAuth::Required).unwrap();
     let first = tls.config();
     assert!(!tls.reload().unwrap(), "unchanged files are not reloaded");
     assert!(Arc::ptr_eq(&first, &tls.config()));

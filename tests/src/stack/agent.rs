@@ -35,6 +35,8 @@ pub struct AgentSpec {
     /// A program (and its arguments) the agent is started through, e.g. `setpriv` to
     /// run it with fewer capabilities; it must end by exec'ing the command after it.
     pub launcher: Vec<String>,
+    /// `collector.enrollment.tokenFile`: the agent gets its certificate from the collector.
+    pub enrollment_token: Option<PathBuf>,
 }
 
 impl AgentSpec {
@@ -51,6 +53,7 @@ impl AgentSpec {
             extra_yaml: String::new(),
             spool_max_bytes: None,
             launcher: Vec::new(),
+            enrollment_token: None,
         }
     }
 
@@ -58,6 +61,14 @@ impl AgentSpec {
     #[must_use]
     pub fn launcher(mut self, launcher: &[&str]) -> Self {
         self.launcher = launcher.iter().map(|&a| a.to_owned()).collect();
+        self
+    }
+
+    /// Enrolls for the client certificate (see [`AgentSpec::tls`] for where it goes) with
+    /// the service account token in `token_file`.
+    #[must_use]
+    pub fn enrollment(mut self, token_file: &Path) -> Self {
+        self.enrollment_token = Some(token_file.to_owned());
         self
     }
 
@@ -288,6 +299,9 @@ fn write_config(node: &SimNode, spec: &AgentSpec, path: &Path, pods: &Path, node
     );
     if let Some(bytes) = spec.spool_max_bytes {
         let _ = writeln!(yaml, "  spoolMaxBytes: {bytes}");
+    }
+    if let Some(token) = &spec.enrollment_token {
+        let _ = writeln!(yaml, "  enrollment:\n    tokenFile: {}", token.display());
     }
     yaml.push_str(&spec.extra_yaml);
     if spec.pods_file {

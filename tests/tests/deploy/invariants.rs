@@ -7,7 +7,7 @@ use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment},
     core::v1::{ConfigMap, Container, PodSpec, Service, Volume, VolumeMount},
     networking::v1::NetworkPolicy,
-    rbac::v1::ClusterRole,
+    rbac::v1::{ClusterRole, PolicyRule, Role},
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use nodeward_testkit::workspace_bin;
@@ -238,6 +238,7 @@ fn check_agent_config(docs: &[Doc], pod: &PodSpec) {
     );
     let map: ConfigMap = need(docs, "ConfigMap", "nodeward-agent");
     let config = validate_config("nodeward-agent", &map, "agent.yaml");
+    check_agent_token(pod, &config);
     let at = |host: &str| {
         host_path_mount(pod, c, host)
             .unwrap_or_else(|| panic!("{host} mounted"))
@@ -276,26 +277,7 @@ fn check_agent_config(docs: &[Doc], pod: &PodSpec) {
 /// The agent's RBAC: the least verbs, and the admission policy that narrows the node patch.
 pub fn check_rbac(docs: &[Doc]) {
     let role: ClusterRole = need(docs, "ClusterRole", "nodeward-agent");
-    let rules: BTreeSet<(String, String, String)> = role
-        .rules
-        .unwrap()
-        .into_iter()
-        .flat_map(|r| {
-            let groups = r.api_groups.unwrap_or_default();
-            let resources = r.resources.unwrap_or_default();
-            assert!(r.resource_names.is_none() && r.non_resource_urls.is_none());
-            groups.into_iter().flat_map(move |g| {
-                let verbs = r.verbs.clone();
-                resources.clone().into_iter().flat_map(move |res| {
-                    let g = g.clone();
-                    verbs
-                        .clone()
-                        .into_iter()
-                        .map(move |v| (g.clone(), res.clone(), v))
-                })
-            })
-        })
-        .collect();
+    let rules = grants(role.rules.unwrap());
     let want: BTreeSet<(String, String, String)> = [
         ("", "pods", "get"),
         ("", "pods", "list"),
@@ -326,6 +308,124 @@ pub fn check_rbac(docs: &[Doc]) {
             .any(|d| d.value["kind"] == "ValidatingAdmissionPolicyBinding"
                 && d.value["spec"]["policyName"] == policy.value["metadata"]["name"])
     );
+}
+
+/// Every (API group, resource, verb) `rules` grant.
+fn grants(rules: Vec<PolicyRule>) -> BTreeSet<(String, String, String)> {
+    rules
+        .into_iter()
+        .flat_map(|r| {
+            let groups = r.api_groups.unwrap_or_default();
+            let resources = r.resources.unwrap_or_default();
+            assert!(r.resource_names.is_none() && r.non_resource_urls.is_none());
+            groups.into_iter().flat_map(move |g| {
+                let verbs = r.verbs.clone();
+                resources.clone().into_iter().flat_map(move |res| {
+                    let g = g.clone();
+                    verbs
+                        .clone()
+                        .into_iter()
+                        .map(move |v| (g.clone(), res.clone(), v))
+                })
+            })
+        })
+        .collect()
+}
+
+fn grant(g: &str, r: &str, v: &str) -> BTreeSet<(String, String, String)> {
+    [(g.to_owned(), r.to_owned(), v.to_owned())].into()
+}
+
+/// The agent's token for the collector: a projected service account token for the
+/// collector's audience, short-lived, mounted read-only where the config looks for it.
+fn check_agent_token(pod: &PodSpec, config: &Value) {
+    let c = &pod.containers[0];
+    let volume = volumes(pod)
+        .iter()
+        .find(|v| v.name == "collector-token")
+        .expect("the collector-token volume");
+    let sources = volume
+        .projected
+        .as_ref()
+        .and_then(|p| p.sources.clone())
+        .expect("a projected volume");
+    let token = sources
+        .iter()
+        .find_map(|s| s.service_account_token.clone())
+        .expect("a service account token");
+    assert_eq!(token.audience.as_deref(), Some("nodeward-collector"));
+    assert_eq!(token.expiration_seconds, Some(3600));
+    let mount = mounts(c)
+        .iter()
+        .find(|m| m.name == volume.name)
+        .expect("the token is mounted");
+    assert_eq!(mount.read_only, Some(true));
+    if let Some(file) = config["collector"]["enrollment"]["tokenFile"].as_str() {
+        assert_eq!(file, format!("{}/{}", mount.mount_path, token.path));
+    }
+}
+
+/// With enrollment, the collector may create token reviews and read pods in nodeward,
+/// nothing else, and mounts the enrollment CA; without it, it has no API access at all.
+pub fn check_collector_enrollment(docs: &[Doc]) {
+    let deployment: Deployment = need(docs, "Deployment", "nodeward-collector");
+    let pod = deployment.spec.template.spec.unwrap();
+    let enrollment = find::<ConfigMap>(docs, "ConfigMap", "nodeward-collector").map(|map| {
+        let config: Value = serde_saphyr::from_str(&map.data.unwrap()["collector.yaml"]).unwrap();
+        config["enrollment"].clone()
+    });
+    let on = enrollment.as_ref().is_some_and(|e| !e.is_null());
+    let cluster: Option<ClusterRole> = find(docs, "ClusterRole", "nodeward-collector-enrollment");
+    let namespaced: Option<Role> = find(docs, "Role", "nodeward-collector-enrollment");
+    let ca_volume = volumes(&pod).iter().find(|v| {
+        v.secret
+            .as_ref()
+            .is_some_and(|s| s.secret_name.as_deref() == Some("nodeward-enrollment-ca"))
+    });
+    if !on {
+        assert!(
+            cluster.is_none() && namespaced.is_none(),
+            "RBAC without enrollment"
+        );
+        assert!(
+            ca_volume.is_none(),
+            "the enrollment CA key mounted without enrollment"
+        );
+        return;
+    }
+    let cluster = cluster.expect("the collector's ClusterRole for TokenReviews");
+    assert_eq!(
+        grants(cluster.rules.unwrap()),
+        grant("authentication.k8s.io", "tokenreviews", "create")
+    );
+    let namespaced = namespaced.expect("the collector's Role for pods");
+    assert_eq!(namespaced.metadata.namespace.as_deref(), Some("nodeward"));
+    assert_eq!(grants(namespaced.rules.unwrap()), grant("", "pods", "get"));
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        let binding = docs
+            .iter()
+            .find(|d| {
+                d.value["kind"] == kind
+                    && d.value["metadata"]["name"] == "nodeward-collector-enrollment"
+            })
+            .unwrap_or_else(|| panic!("no {kind}"));
+        assert_eq!(binding.value["subjects"][0]["name"], "nodeward-collector");
+    }
+    assert_eq!(pod.automount_service_account_token, Some(true));
+    let ca_volume = ca_volume.expect("the enrollment CA Secret is mounted");
+    let mount = mounts(&pod.containers[0])
+        .iter()
+        .find(|m| m.name == ca_volume.name)
+        .expect("mounted");
+    assert_eq!(mount.read_only, Some(true));
+    let enrollment = enrollment.unwrap();
+    for key in ["caCertFile", "caKeyFile"] {
+        let file = enrollment[key].as_str().unwrap();
+        assert!(
+            file.starts_with(&format!("{}/", mount.mount_path)),
+            "{key}: {file}"
+        );
+    }
 }
 
 /// The collector: non-root, its Service and probes on the ports its config listens on,

@@ -14,7 +14,7 @@ use k8s_openapi::api::{
         ConfigMap, Namespace, PersistentVolumeClaim, ResourceQuota, Service, ServiceAccount,
     },
     networking::v1::NetworkPolicy,
-    rbac::v1::{ClusterRole, ClusterRoleBinding},
+    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -154,6 +154,8 @@ pub fn check_object(doc: &Doc) {
         "NetworkPolicy" => drop(round_trip::<NetworkPolicy>(doc)),
         "ClusterRole" => drop(round_trip::<ClusterRole>(doc)),
         "ClusterRoleBinding" => drop(round_trip::<ClusterRoleBinding>(doc)),
+        "Role" => drop(round_trip::<Role>(doc)),
+        "RoleBinding" => drop(round_trip::<RoleBinding>(doc)),
         "ValidatingAdmissionPolicy" => drop(round_trip::<ValidatingAdmissionPolicy>(doc)),
         "ValidatingAdmissionPolicyBinding" => {
             drop(round_trip::<ValidatingAdmissionPolicyBinding>(doc));
