@@ -202,7 +202,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             store
         }
         Storage::Postgres(url) => {
-            let store = Store::open_postgres(&url).await?;
+            let store = Store::open_postgres(&url, None).await?;
             info!("PostgreSQL store open");
             store
         }
