@@ -6,9 +6,6 @@
 -- until commit, so positions are handed out in commit order and every reader sees a
 -- gap-free prefix of them (see store/postgres.rs). SOC clients see feed_position as the
 -- finding's id.
---
--- Replicas still running the previous version cannot insert once this has run (the
--- column is NOT NULL with no default): upgrade every replica together.
 
 CREATE TABLE feed_clock (
     -- At most one row.
@@ -30,3 +27,10 @@ CREATE INDEX findings_by_severity_position ON findings (severity, feed_position)
 DROP INDEX findings_by_rule;
 DROP INDEX findings_by_node;
 DROP INDEX findings_by_severity;
+
+-- Replicas still running the previous version insert without feed_position while a
+-- rolling upgrade is under way: this default draws their rows' positions from the same
+-- clock under the same lock, so they neither fail nor break the commit order.
+CREATE FUNCTION nodeward_next_feed_position() RETURNS BIGINT LANGUAGE SQL VOLATILE AS
+$$ UPDATE feed_clock SET value = value + 1 RETURNING value $$;
+ALTER TABLE findings ALTER COLUMN feed_position SET DEFAULT nodeward_next_feed_position();

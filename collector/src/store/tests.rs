@@ -533,3 +533,39 @@ async fn postgres_a_late_commit_never_lands_below_a_read_cursor() {
     drop(one);
     db.drop_schema().await;
 }
+
+/// A replica still running the previous version, during a rolling upgrade, inserts
+/// without a feed position: it gets the next one, after everything already stored.
+#[tokio::test]
+async fn postgres_rows_from_a_previous_version_get_the_next_position() {
+    let Some(db) =
+        pg::TestDb::create("postgres_rows_from_a_previous_version_get_the_next_position").await
+    else {
+        return;
+    };
+    let store = db.open().await;
+    let stored = store
+        .insert_findings(&origin("node-a", "s"), vec![finding(1)], Timestamp::now())
+        .await
+        .unwrap();
+    let Pool::Postgres(pool) = &store.pool else {
+        unreachable!("a PostgreSQL store");
+    };
+    let body = v1::Finding::from(finding(2)).encode_to_vec();
+    // The previous version's statement, less its UNNEST.
+    sqlx::query(
+        "INSERT INTO findings (node_name, stream_id, seq, boot_id, received_time, time, rule_id, severity, body)
+         VALUES ('node-a', 's', 2, 'boot', now(), now(), 'imds-access', 'high', $1)",
+    )
+    .bind(body)
+    .execute(pool)
+    .await
+    .unwrap();
+    let after = store.findings_after(stored[0].id, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].finding.as_ref().unwrap().seq, 2);
+    assert!(after[0].id > stored[0].id);
+    assert_eq!(store.last_id().await.unwrap(), after[0].id);
+    drop(store);
+    db.drop_schema().await;
+}
