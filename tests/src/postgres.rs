@@ -10,7 +10,7 @@ use std::{
     net::{TcpListener, TcpStream},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
-    process::{ChildStdin, Command, Stdio},
+    process::{Child, ChildStdin, Command, Stdio},
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -37,8 +37,22 @@ pub fn require_postgres(test_name: &str) -> Option<String> {
     if let Ok(url) = std::env::var(POSTGRES_URL_ENV) {
         return Some(url);
     }
+    private_cluster(test_name).map(|cluster| cluster.0)
+}
+
+/// The URL of the private cluster, which serves TLS with a certificate for `127.0.0.1`
+/// and `localhost`, and the CA certificate (PEM) that signed it. The same CI and skip
+/// rules as [`require_postgres`] apply; [`POSTGRES_URL_ENV`] is not used (its server's
+/// TLS setup is unknown).
+#[must_use]
+pub fn require_postgres_tls(test_name: &str) -> Option<(String, PathBuf)> {
+    private_cluster(test_name)
+}
+
+/// The private cluster's URL and CA file, started on first use.
+fn private_cluster(test_name: &str) -> Option<(String, PathBuf)> {
+    static CLUSTER: OnceLock<Result<(String, PathBuf), String>> = OnceLock::new();
     if let Some(bin) = server_bin_dir() {
-        static CLUSTER: OnceLock<Result<String, String>> = OnceLock::new();
         let cluster = CLUSTER.get_or_init(|| start(&bin));
         return Some(
             cluster
@@ -77,8 +91,8 @@ fn server_bin_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-/// Creates and starts a cluster; returns its URL.
-fn start(bin: &Path) -> Result<String, String> {
+/// Creates and starts a cluster; returns its URL and CA file.
+fn start(bin: &Path) -> Result<(String, PathBuf), String> {
     // PostgreSQL refuses to run as root: as root, the cluster belongs to `postgres`.
     let owner = if geteuid().is_root() {
         let user = User::from_name("postgres")
@@ -117,6 +131,7 @@ fn start(bin: &Path) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    let tls = issue_tls(&dir, owner)?;
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
@@ -125,6 +140,7 @@ fn start(bin: &Path) -> Result<String, String> {
     // tests each open pools of several connections.
     let script = r#"
         "$0" -D "$1" -h 127.0.0.1 -p "$2" -k "$3" -c fsync=off -c max_connections=400 \
+            -c ssl=on -c ssl_cert_file="$3/tls/collector.crt" -c ssl_key_file="$3/tls/collector.key" \
             >"$3/postgres.log" 2>&1 &
         pid=$!
         read -r _
@@ -150,6 +166,39 @@ fn start(bin: &Path) -> Result<String, String> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(stdin);
+    wait_ready(bin, port, &dir, &mut watchdog)?;
+    eprintln!(
+        "PostgreSQL for tests on 127.0.0.1:{port} in {}",
+        dir.display()
+    );
+    Ok((
+        format!("postgres://{ROLE}@127.0.0.1:{port}/postgres"),
+        tls.join("ca.crt"),
+    ))
+}
+
+/// The server's certificate and key, and the CA that signed them, under `dir/tls`.
+/// TLS is on so that clients can be tested with sslmode=verify-full; the server reads its
+/// key as its own user, and only from a file no one else can read.
+fn issue_tls(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<PathBuf, String> {
+    let tls = dir.join("tls");
+    crate::certs::write_certs(&tls, &crate::certs::CertsOptions::default())
+        .map_err(|e| format!("issuing the server certificate: {e:#}"))?;
+    if let Some((uid, gid)) = owner {
+        for file in std::iter::once(tls.clone()).chain(
+            std::fs::read_dir(&tls)
+                .map_err(|e| e.to_string())?
+                .filter_map(Result::ok)
+                .map(|e| e.path()),
+        ) {
+            nix::unistd::chown(&file, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(tls)
+}
+
+/// Waits until the server accepts connections, or fails with its log if it exited.
+fn wait_ready(bin: &Path, port: u16, dir: &Path, watchdog: &mut Child) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         if let Ok(Some(status)) = watchdog.try_wait() {
@@ -163,18 +212,13 @@ fn start(bin: &Path) -> Result<String, String> {
             .status()
             .is_ok_and(|s| s.success());
         if ready && TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+            return Ok(());
         }
         if Instant::now() > deadline {
-            return Err("postgres did not accept connections within 60 s".into());
+            return Err("postgres did not accept connections within a minute".into());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!(
-        "PostgreSQL for tests on 127.0.0.1:{port} in {}",
-        dir.display()
-    );
-    Ok(format!("postgres://{ROLE}@127.0.0.1:{port}/postgres"))
 }
 
 fn as_owner(mut command: Command, owner: Option<(Uid, Gid)>) -> Command {
