@@ -3,6 +3,7 @@ use nodeward_proto::model::{Finding, Severity};
 use super::*;
 
 pub(crate) mod pg;
+mod pg_tls;
 
 fn origin(node: &str, stream: &str) -> Origin {
     Origin {
