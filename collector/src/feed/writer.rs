@@ -102,7 +102,9 @@ impl Writer {
                 }
             }
             Err(err) if batches.len() == 1 => {
-                let _ = replies.into_iter().next().map(|reply| reply.send(Err(err)));
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(err));
+                }
             }
             Err(err) => {
                 warn!(

@@ -7,7 +7,10 @@ use std::{sync::Arc, time::Duration};
 use tokio::{task::JoinSet, time::Instant};
 
 use super::{backend::Backend, batch, finding, node_filter, origin};
-use crate::feed::{Feed, IngestError, writer::QUEUE};
+use crate::feed::{
+    Feed, IngestError,
+    writer::{MAX_GROUP_BATCHES, QUEUE},
+};
 
 const PER_BATCH: u64 = 5;
 
@@ -161,7 +164,8 @@ async fn postgres_a_refused_batch_fails_alone() {
 /// stored and acknowledged once the store moves again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_full_queue_makes_agents_wait() {
-    const AGENTS: usize = QUEUE + 20;
+    // Whatever the writer took before it stalled, the queue fills and some wait.
+    const AGENTS: usize = MAX_GROUP_BATCHES + QUEUE + 20;
     let Some(backend) = Backend::postgres("postgres_a_full_queue_makes_agents_wait").await else {
         return;
     };
