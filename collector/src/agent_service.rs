@@ -1,6 +1,7 @@
 //! `AgentService.Report`: one stream per agent. The first message must be a hello; each
-//! finding batch after it is validated whole, stored, published, then acknowledged (a
-//! batch with one malformed finding is refused whole, so nothing is half-applied); each
+//! finding batch after it is validated whole, stored (grouped with other agents' batches,
+//! see `feed::writer`), published, then acknowledged once committed (a batch with one
+//! malformed finding is refused whole, so nothing is half-applied); each
 //! posture snapshot is stored as the node's latest and acknowledged by generation.
 
 use std::{sync::Arc, time::Duration};
@@ -21,7 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     auth::{Auth, hello_allowed},
-    feed::Feed,
+    feed::{Feed, IngestError},
     metrics::{AckKind, StreamKind},
     store::{Origin, PostureOutcome},
 };
@@ -300,14 +301,20 @@ async fn ingest(
     let Some(last) = findings.iter().map(|f| f.seq).max() else {
         return Err(Status::invalid_argument("empty finding batch"));
     };
-    let new = feed.ingest(origin, findings).await.map_err(|err| {
-        error!(
-            error = format!("{:#}", anyhow::Error::new(err)),
-            node = origin.node_name,
-            "storing findings failed"
-        );
-        Status::internal("the collector could not store the findings")
-    })?;
+    let new = feed
+        .ingest(origin, findings)
+        .await
+        .map_err(|err| match err {
+            IngestError::Stopped => Status::unavailable("the collector is shutting down"),
+            IngestError::Store(err) => {
+                error!(
+                    error = format!("{:#}", anyhow::Error::new(err)),
+                    node = origin.node_name,
+                    "storing findings failed"
+                );
+                Status::internal("the collector could not store the findings")
+            }
+        })?;
     info!(
         node = origin.node_name,
         acked = last,

@@ -10,7 +10,7 @@ use nodeward_runtime::{
 };
 use serde::{Deserialize, Deserializer};
 
-use crate::{enroll::EnrollmentConfig, export::ExportConfig};
+use crate::{enroll::EnrollmentConfig, export::ExportConfig, redact};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -22,6 +22,11 @@ pub struct Config {
     /// (several collector replicas may share one PostgreSQL database).
     #[serde(default = "default_storage")]
     pub storage: String,
+    /// A file holding the PostgreSQL password (e.g. a mounted Secret), so the URL need
+    /// not carry it. Overrides the URL's password and `PGPASSWORD` (which is used when
+    /// the URL has none).
+    #[serde(default)]
+    pub storage_password_file: Option<PathBuf>,
     /// `mutual` (agents and SOC clients present certificates from `caFile`) or
     /// `disabled` (plaintext, tests and demos); required, so that plaintext is always a
     /// written-down choice.
@@ -94,11 +99,21 @@ fn positive(key: &str, value: SignedDuration) -> Result<Duration, String> {
 }
 
 /// Where findings are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Storage {
     Sqlite(PathBuf),
-    /// The whole URL, as libpq and sqlx take it (it may hold a password: never log it).
+    /// The whole URL, as libpq and sqlx take it (it may hold a password: never log it
+    /// but through [`redact::url`]).
     Postgres(String),
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redact::url(url)).finish(),
+        }
+    }
 }
 
 impl Config {
@@ -125,6 +140,23 @@ impl Config {
             "storage: expected a sqlite:///path or postgres://user:password@host/database URL"
                 .to_owned(),
         )
+    }
+}
+
+impl Config {
+    /// `storage` as it may be printed: without its password.
+    pub fn storage_redacted(&self) -> String {
+        redact::url(&self.storage)
+    }
+
+    /// The password read from `storagePasswordFile` (without the final newline).
+    pub fn storage_password(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.storage_password_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("storagePasswordFile: cannot read {}: {err}", path.display()))?;
+        Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
     }
 }
 
@@ -156,7 +188,10 @@ impl Config {
 impl Validate for Config {
     fn validate(&self) -> Result<(), String> {
         self.tls_files()?;
-        self.storage()?;
+        let storage = self.storage()?;
+        if self.storage_password_file.is_some() && !matches!(storage, Storage::Postgres(_)) {
+            return Err("storagePasswordFile: only a postgres:// storage takes a password".into());
+        }
         positive("retention", self.retention)?;
         if positive("silenceAfter", self.silence_after)? < Duration::from_secs(1) {
             return Err(format!(
@@ -242,6 +277,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("storage") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn storage_is_shown_without_its_password() {
+        let config =
+            parse("tls: disabled\nstorage: postgres://nodeward:hunter2@db/nodeward\n").unwrap();
+        assert_eq!(
+            config.storage_redacted(),
+            "postgres://nodeward:***@db/nodeward"
+        );
+        let debug = format!("{:?}", config.storage().unwrap());
+        assert_eq!(debug, r#"Postgres("postgres://nodeward:***@db/nodeward")"#);
+    }
+
+    #[test]
+    fn storage_password_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "hunter2\n").unwrap();
+        let config = parse(&format!(
+            "tls: disabled\nstorage: postgres://nodeward@db/nodeward\nstoragePasswordFile: {}\n",
+            file.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            config.storage_password().unwrap().as_deref(),
+            Some("hunter2")
+        );
+        let err = parse("tls: disabled\nstoragePasswordFile: /run/secrets/pw\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storagePasswordFile"), "{err}");
     }
 
     #[test]

@@ -1,31 +1,53 @@
 //! The live feed: every newly stored finding, to every SOC subscriber, in id order.
 //!
-//! Ingestion holds one lock across "store, then publish", so records are published in
-//! the order their ids were assigned even with many agents writing at once. Subscribers
-//! rely on that order to resume without gaps: anything they see on the feed with an id
-//! at or below what they already sent is a duplicate, and anything they miss because they
-//! fell behind is still in the store.
+//! Agents' batches are stored by one writer task ([`writer`]) that commits whatever is
+//! queued in one transaction and acknowledges each batch after that commit. How stored
+//! records reach subscribers depends on the store ([`publisher`]): with SQLite this
+//! collector is the only writer and publishes what it committed, under a lock that keeps
+//! publication in id order; with PostgreSQL other replicas write too, so a [`tail`] task
+//! reads every new record from the store in feed order, woken by this collector's commits,
+//! by the other replicas' notifications, and by a timer.
+//!
+//! Subscribers rely on that order to resume without gaps: anything they see on the feed
+//! with an id at or below what they already sent is a duplicate, and anything they miss
+//! because they fell behind is still in the store.
+
+mod publisher;
+mod tail;
+mod writer;
 
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use nodeward_proto::{model, v1};
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use self::{publisher::Publisher, writer::Job};
 use crate::{
     metrics::Metrics,
     silence,
-    store::{Origin, Result, Store},
+    store::{Batch, Origin, Result, Store, StoreError},
 };
 
-/// Records buffered per subscriber before it is told it lagged (it then reads the store).
-const FEED_CAPACITY: usize = 4096;
+/// Why a batch was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("storing the findings failed")]
+    Store(#[from] StoreError),
+    /// The collector is shutting down: the batch may or may not have been stored, and
+    /// the agent resends it either way.
+    #[error("the collector's writer has stopped")]
+    Stopped,
+}
 
 pub struct Feed {
     store: Arc<Store>,
-    live: broadcast::Sender<Arc<v1::FindingRecord>>,
-    publish_order: Mutex<()>,
+    publisher: Arc<Publisher>,
+    jobs: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
+    tracker: TaskTracker,
+    token: CancellationToken,
 }
 
 impl Feed {
@@ -35,12 +57,32 @@ impl Feed {
         Self::with_metrics(store, Arc::default())
     }
 
+    /// Starts the feed's tasks (the writer and, for a shared store, the tail); they stop
+    /// on [`Feed::close`] or when the feed is dropped. Must be called within a Tokio
+    /// runtime.
     pub fn with_metrics(store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let publisher = Arc::new(Publisher::start(
+            store.clone(),
+            metrics.clone(),
+            &tracker,
+            &token,
+        ));
+        let jobs = writer::start(
+            store.clone(),
+            publisher.clone(),
+            metrics.clone(),
+            &tracker,
+            token.clone(),
+        );
         Self {
             store,
-            live: broadcast::channel(FEED_CAPACITY).0,
-            publish_order: Mutex::new(()),
+            publisher,
+            jobs,
             metrics,
+            tracker,
+            token,
         }
     }
 
@@ -56,21 +98,29 @@ impl Feed {
         &self.metrics
     }
 
-    /// Stores a batch and publishes what was new; returns the number of new findings.
-    pub async fn ingest(&self, origin: &Origin, findings: Vec<model::Finding>) -> Result<usize> {
-        let _order = self.publish_order.lock().await;
-        let records = self
-            .store
-            .insert_findings(origin, findings, Timestamp::now())
-            .await?;
-        let new = records.len();
-        self.publish(records);
-        Ok(new)
+    /// Stores a batch (with whatever other agents' batches are queued) and publishes what
+    /// was new; returns the number of new findings once they are committed. Waits while
+    /// the writer's queue is full.
+    pub async fn ingest(
+        &self,
+        origin: &Origin,
+        findings: Vec<model::Finding>,
+    ) -> Result<usize, IngestError> {
+        let (reply, stored) = oneshot::channel();
+        let batch = Batch {
+            origin: origin.clone(),
+            findings,
+        };
+        self.jobs
+            .send(Job { batch, reply })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        Ok(stored.await.map_err(|_| IngestError::Stopped)??)
     }
 
     /// Records that `node` was heard from; a node marked silent is reported back.
     pub async fn seen(&self, node: &str) -> Result<()> {
-        let _order = self.publish_order.lock().await;
+        let _order = self.publisher.order().await;
         let now = Timestamp::now();
         let back = self
             .store
@@ -81,14 +131,14 @@ impl Feed {
         if back.is_some() {
             self.metrics.fleet_changed();
         }
-        self.publish(back);
+        self.publisher.stored(back);
         Ok(())
     }
 
     /// Marks silent the nodes not heard from for `after` and reports each; returns how
     /// many went silent.
     pub async fn mark_silent(&self, after: SignedDuration) -> Result<usize> {
-        let _order = self.publish_order.lock().await;
+        let _order = self.publisher.order().await;
         let now = Timestamp::now();
         let cutoff = now.checked_sub(after).unwrap_or(Timestamp::MIN);
         let records = self
@@ -98,21 +148,30 @@ impl Feed {
             })
             .await?;
         let n = records.len();
-        self.publish(records);
+        self.publisher.stored(records);
         Ok(n)
     }
 
-    /// Publishes newly stored records; the caller holds `publish_order`.
-    fn publish(&self, records: impl IntoIterator<Item = v1::FindingRecord>) {
-        for record in records {
-            self.metrics.finding_stored(&record);
-            // No receivers is fine: nobody is subscribed right now.
-            let _ = self.live.send(Arc::new(record));
-        }
+    /// A receiver of everything published from now on: whatever is stored after this
+    /// returns reaches it, in id order.
+    pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<v1::FindingRecord>>> {
+        self.publisher.subscribe().await
     }
 
-    /// A receiver of everything published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<v1::FindingRecord>> {
-        self.live.subscribe()
+    /// Stops the feed's tasks: the writer finishes the transaction it is in (answering
+    /// its batches) and refuses what is still queued.
+    pub async fn close(&self) {
+        self.token.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
     }
 }
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests;

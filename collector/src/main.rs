@@ -14,6 +14,7 @@ mod feed;
 mod list;
 mod metrics;
 mod output;
+mod redact;
 mod retention;
 mod server;
 mod silence;
@@ -110,7 +111,7 @@ fn main() -> ExitCode {
                         "{}: valid; listen {}, storage {}, TLS {:?}, HTTP {}, retention {:#}, silenceAfter {:#}, export {}, enrollment {}",
                         path.display(),
                         config.listen,
-                        config.storage,
+                        config.storage_redacted(),
                         config.tls,
                         config.http_listen,
                         config.retention,
@@ -216,8 +217,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             store
         }
         Storage::Postgres(url) => {
-            let store = Store::open_postgres(&url).await?;
-            info!("PostgreSQL store open");
+            let password = config.storage_password().map_err(anyhow::Error::msg)?;
+            let store = Store::open_postgres(&url, password.as_deref()).await?;
+            info!(storage = config.storage_redacted(), "PostgreSQL store open");
             store
         }
     };

@@ -66,6 +66,9 @@ pub enum StreamKind {
 #[derive(Debug, Default)]
 pub struct Metrics {
     findings_stored: Family<FindingLabels, Counter>,
+    /// Transactions the ingest writer committed, and the agents' batches they held.
+    ingest_commits: Counter,
+    ingest_batches: Counter,
     acks_sent: Family<KindLabel, Counter>,
     streams_open: Family<KindLabel, Gauge>,
     nodes_reporting: Gauge,
@@ -85,6 +88,16 @@ impl Metrics {
             "findings_stored",
             "Findings stored (each once), by rule and severity",
             self.findings_stored.clone(),
+        );
+        registry.register(
+            "ingest_commits",
+            "Transactions that stored agents' finding batches (group commit: one may hold many)",
+            self.ingest_commits.clone(),
+        );
+        registry.register(
+            "ingest_batches",
+            "Agents' finding batches committed; divided by ingest_commits, the group size",
+            self.ingest_batches.clone(),
         );
         registry.register(
             "acks_sent",
@@ -153,6 +166,19 @@ impl Metrics {
                 severity,
             })
             .inc();
+    }
+
+    /// One transaction committed `batches` agents' batches.
+    pub fn batches_committed(&self, batches: usize) {
+        self.ingest_commits.inc();
+        self.ingest_batches
+            .inc_by(u64::try_from(batches).unwrap_or(u64::MAX));
+    }
+
+    /// (transactions, batches) the ingest writer committed so far.
+    #[cfg(test)]
+    pub fn ingest_commits(&self) -> (u64, u64) {
+        (self.ingest_commits.get(), self.ingest_batches.get())
     }
 
     pub fn ack_sent(&self, kind: AckKind) {

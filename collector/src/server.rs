@@ -221,6 +221,8 @@ impl Collector {
                 "streams and tasks still running after the grace period"
             );
         }
+        // After the streams: the batches they were waiting on are answered first.
+        self.feed.close().await;
         http_token.cancel();
         if let Some(http) = http {
             http.await.context("the HTTP endpoint panicked")??;

@@ -76,7 +76,7 @@ impl SocService for SocApi {
         let filter = filter(request.filter)?;
         // Subscribe to the live feed before reading the store, so nothing published in
         // between is missed.
-        let live = self.feed.subscribe();
+        let live = self.feed.subscribe().await.map_err(internal)?;
         let cursor = match request.after_id {
             Some(id) => id,
             None => self.feed.store().last_id().await.map_err(internal)?,

@@ -81,8 +81,9 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub use self::{
-    findings::matches,
+    findings::{Batch, matches},
     nodes::{FleetSummary, NodeRecord, PostureOutcome},
+    postgres::FeedListener,
 };
 
 /// Where a batch of findings came from, as the agent's hello said.
@@ -106,8 +107,9 @@ enum Pool {
     Postgres(PgPool),
 }
 
-/// Connections to PostgreSQL per collector. Ingestion is serialised in the collector
-/// (see `feed`), so more would only serve concurrent readers (SOC queries, metrics).
+/// Connections to PostgreSQL per collector. Ingestion is one writer per collector (see
+/// `feed::writer`), so more would only serve concurrent readers (SOC queries, metrics,
+/// the feed's listener).
 const POSTGRES_CONNECTIONS: u32 = 8;
 
 impl Store {
@@ -150,11 +152,18 @@ impl Store {
     /// Connects to PostgreSQL (`postgres://user:password@host:port/database`) and brings
     /// its schema up to date. Several collectors may share one database: migrations take
     /// an advisory lock, and every write is keyed so that replicas cannot duplicate it.
-    pub async fn open_postgres(url: &str) -> Result<Self> {
-        let options: PgConnectOptions = url.parse().map_err(|source| StoreError::OpenPostgres {
-            target: "(unparsable URL)".into(),
-            source,
-        })?;
+    ///
+    /// `password`, when given, overrides the URL's (and `PGPASSWORD`, which sqlx reads
+    /// when the URL has none).
+    pub async fn open_postgres(url: &str, password: Option<&str>) -> Result<Self> {
+        let mut options: PgConnectOptions =
+            url.parse().map_err(|source| StoreError::OpenPostgres {
+                target: "(unparsable URL)".into(),
+                source,
+            })?;
+        if let Some(password) = password {
+            options = options.password(password);
+        }
         let target = format!(
             "{}:{}/{}",
             options.get_host(),
@@ -176,6 +185,21 @@ impl Store {
         Ok(Self {
             pool: Pool::Postgres(pool),
         })
+    }
+
+    /// Whether other collectors may write to this store too (PostgreSQL): then the live
+    /// feed must come from the store, not from what this collector stored.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
+    }
+
+    /// Notifications of findings stored by any collector sharing the store; `None` for
+    /// SQLite, which only this collector writes.
+    pub async fn listen_findings(&self) -> Result<Option<FeedListener>> {
+        match &self.pool {
+            Pool::Sqlite(_) => Ok(None),
+            Pool::Postgres(pool) => postgres::listen(pool).await.map(Some),
+        }
     }
 }
 
@@ -219,4 +243,4 @@ fn severity_name(severity: model::Severity) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

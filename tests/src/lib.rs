@@ -68,6 +68,7 @@ mod network;
 mod node;
 mod pod;
 mod pods;
+mod postgres;
 mod probe;
 mod process;
 mod root;
@@ -85,6 +86,7 @@ pub use imds::{
 pub use netns::NetNs;
 pub use node::SimNode;
 pub use pod::{PodSpec, Qos, SimPod};
+pub use postgres::{POSTGRES_URL_ENV, require_postgres, require_postgres_tls};
 pub use probe::{BIN_DIR_ENV, ProbeResult, probe_path, run_probe, workspace_bin};
 pub use process::{ProcessGuard, process_netns_inode};
 pub use root::require_root;

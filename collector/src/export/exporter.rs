@@ -86,7 +86,9 @@ impl Exporter {
     pub async fn run(mut self, feed: Arc<Feed>, cancel: CancellationToken) {
         // Subscribed before the cursor is read, so a finding stored in between still
         // rings the bell.
-        let mut live = feed.subscribe();
+        let Some(mut live) = subscribe(&feed, &cancel).await else {
+            return;
+        };
         let Some(mut cursor) = start_cursor(self.start_after, &feed, &cancel).await else {
             return;
         };
@@ -190,6 +192,29 @@ async fn start_cursor(
                 warn!(
                     error = format!("{:#}", anyhow::Error::new(err)),
                     "reading where the export starts failed; retrying"
+                );
+                sleep_or_cancel(STORE_RETRY, cancel).await.ok()?;
+            }
+        }
+    }
+}
+
+/// A receiver of the live feed, retrying store errors; `None` once cancelled.
+async fn subscribe(
+    feed: &Feed,
+    cancel: &CancellationToken,
+) -> Option<tokio::sync::broadcast::Receiver<Arc<v1::FindingRecord>>> {
+    loop {
+        let live = tokio::select! {
+            () = cancel.cancelled() => return None,
+            live = feed.subscribe() => live,
+        };
+        match live {
+            Ok(live) => return Some(live),
+            Err(err) => {
+                warn!(
+                    error = format!("{:#}", anyhow::Error::new(err)),
+                    "subscribing to the feed to export failed; retrying"
                 );
                 sleep_or_cancel(STORE_RETRY, cancel).await.ok()?;
             }

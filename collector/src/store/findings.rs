@@ -58,24 +58,56 @@ impl Row {
     }
 }
 
+/// One agent's batch of findings, as it waits to be stored with others.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub origin: super::Origin,
+    pub findings: Vec<model::Finding>,
+}
+
 impl Store {
     /// Stores a batch in one transaction and returns the findings that were new, as
-    /// records in id order (resent ones are skipped).
+    /// records in id order (resent ones are skipped). The collector groups batches
+    /// ([`Store::insert_batches`]); this is the one-batch case.
+    #[cfg(test)]
     pub async fn insert_findings(
         &self,
         origin: &super::Origin,
         findings: Vec<model::Finding>,
         received: Timestamp,
     ) -> Result<Vec<v1::FindingRecord>> {
-        let key = Key {
-            node_name: &origin.node_name,
-            stream_id: &origin.stream_id,
-            boot_id: &origin.boot_id,
+        let batch = Batch {
+            origin: origin.clone(),
+            findings,
         };
-        let rows = findings.into_iter().map(Row::new).collect();
+        let mut records = self
+            .insert_batches(std::slice::from_ref(&batch), received)
+            .await?;
+        Ok(records.pop().unwrap_or_default())
+    }
+
+    /// Stores several batches (from any agents) in one transaction: all or none. Returns,
+    /// per batch, the findings that were new, as records in id order. A finding repeated
+    /// in the group is stored once, under the first batch that holds it.
+    pub async fn insert_batches(
+        &self,
+        batches: &[Batch],
+        received: Timestamp,
+    ) -> Result<Vec<Vec<v1::FindingRecord>>> {
+        let batches: Vec<(Key<'_>, Vec<Row>)> = batches
+            .iter()
+            .map(|batch| {
+                let key = Key {
+                    node_name: &batch.origin.node_name,
+                    stream_id: &batch.origin.stream_id,
+                    boot_id: &batch.origin.boot_id,
+                };
+                (key, batch.findings.iter().cloned().map(Row::new).collect())
+            })
+            .collect();
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::insert_findings(pool, &key, rows, received).await,
-            Pool::Postgres(pool) => postgres::insert_findings(pool, &key, rows, received).await,
+            Pool::Sqlite(pool) => sqlite::insert_batches(pool, batches, received).await,
+            Pool::Postgres(pool) => postgres::insert_batches(pool, batches, received).await,
         }
     }
 

@@ -5,15 +5,20 @@
 //! which is exact from PostgreSQL 14 on (`EXTRACT` returns numeric). PostgreSQL keeps
 //! microseconds, so a time read back is the one written rounded to the microsecond.
 //!
-//! A batch of findings is one `INSERT … SELECT FROM UNNEST(…)`: one round trip to the
-//! server per batch instead of one per finding.
+//! A group of finding batches is one `INSERT … SELECT FROM UNNEST(…)`: one round trip to
+//! the server per group instead of one per finding. Finding ids, as SOC clients see them,
+//! are `feed_position`s, handed out in commit order (see [`insert`]); every insert
+//! notifies [`FEED_CHANNEL`] so that the other replicas' feeds pick the rows up.
 
 use std::collections::HashMap;
 
 use jiff::Timestamp;
 use nodeward_proto::{model, v1};
 use prost::Message as _;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row as _, postgres::PgRow};
+use sqlx::{
+    PgConnection, PgPool, Postgres, QueryBuilder, Row as _,
+    postgres::{PgListener, PgRow},
+};
 
 use super::{
     Origin, Result, StoreError,
@@ -29,67 +34,172 @@ macro_rules! micros {
     };
 }
 
-pub(super) async fn insert_findings(
-    pool: &PgPool,
-    key: &Key<'_>,
-    rows: Vec<Row>,
-    received: Timestamp,
-) -> Result<Vec<v1::FindingRecord>> {
-    let mut conn = pool.acquire().await?;
-    insert(&mut conn, key, rows, received).await
+/// The channel a committed insert notifies, so every replica's feed reads the new rows.
+pub(super) const FEED_CHANNEL: &str = "nodeward_findings";
+
+/// Notifications on [`FEED_CHANNEL`]: another replica (or this one) stored findings.
+pub struct FeedListener(PgListener);
+
+impl FeedListener {
+    /// Waits for the next notification. After a lost connection it returns at once (the
+    /// listener reconnects on the next call): notifications sent meanwhile are lost, so
+    /// the caller should read the store either way.
+    pub async fn next(&mut self) -> Result<()> {
+        self.0.try_recv().await?;
+        Ok(())
+    }
 }
 
-/// Inserts the findings whose key is not stored yet; returns their records in id order.
-async fn insert(
-    conn: &mut PgConnection,
-    key: &Key<'_>,
-    rows: Vec<Row>,
+pub(super) async fn listen(pool: &PgPool) -> Result<FeedListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(FEED_CHANNEL).await?;
+    Ok(FeedListener(listener))
+}
+
+pub(super) async fn insert_batches(
+    pool: &PgPool,
+    batches: Vec<(Key<'_>, Vec<Row>)>,
     received: Timestamp,
-) -> Result<Vec<v1::FindingRecord>> {
-    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for row in &rows {
-        columns.0.push(row.seq);
-        columns.1.push(row.time.to_string());
-        columns.2.push(row.rule_id.clone());
-        columns.3.push(row.severity.to_owned());
-        columns.4.push(row.wire.encode_to_vec());
+) -> Result<Vec<Vec<v1::FindingRecord>>> {
+    let mut tx = pool.begin().await?;
+    let stored = insert(&mut tx, batches, received).await?;
+    if stored.iter().any(|records| !records.is_empty()) {
+        notify(&mut tx).await?;
     }
-    // ORDER BY ord: ids are drawn in batch order, as SQLite's row-by-row inserts do.
-    let inserted = sqlx::query(
-        "INSERT INTO findings (node_name, stream_id, seq, boot_id, received_time, time, rule_id, severity, body)
-         SELECT $1, $2, u.seq, $3, $4::timestamptz, u.time::timestamptz, u.rule_id, u.severity, u.body
-         FROM UNNEST($5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::BYTEA[])
-              WITH ORDINALITY AS u(seq, time, rule_id, severity, body, ord)
-         ORDER BY u.ord
-         ON CONFLICT (node_name, stream_id, seq) DO NOTHING
-         RETURNING id, seq",
-    )
-    .bind(key.node_name)
-    .bind(key.stream_id)
-    .bind(key.boot_id)
-    .bind(received.to_string())
-    .bind(columns.0)
-    .bind(columns.1)
-    .bind(columns.2)
-    .bind(columns.3)
-    .bind(columns.4)
-    .fetch_all(&mut *conn)
-    .await?;
-    // RETURNING names rows by seq; a seq repeated within the batch was stored (at most)
-    // once, from its first occurrence, as SQLite does.
-    let mut by_seq: HashMap<i64, Row> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        by_seq.entry(row.seq).or_insert(row);
-    }
-    let mut records = Vec::with_capacity(inserted.len());
-    for returned in inserted {
-        let (id, seq): (i64, i64) = (returned.try_get(0)?, returned.try_get(1)?);
-        if let Some(row) = by_seq.remove(&seq) {
-            records.push(row.into_record(id, key, received));
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Tells every listening replica, once this transaction commits, that findings were
+/// stored (PostgreSQL delivers a transaction's notifications only when it commits, and
+/// folds identical ones into one).
+async fn notify(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(FEED_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts the findings whose key is not stored yet, in one statement; returns, per
+/// batch, their records in feed order.
+///
+/// Feed positions come from `feed_clock`, bumped by the size of the whole group in the
+/// same statement. That UPDATE row-locks the clock until this transaction ends, so a
+/// concurrent inserter (another replica, or `seen`/`mark_silent`) waits, and only then
+/// reads the bumped value: positions are handed out in commit order. PostgreSQL makes a
+/// transaction visible before it releases its locks, so once a reader sees position P,
+/// every lower position that will ever exist is visible too, and a cursor never skips
+/// a finding that commits late. (Resent findings leave gaps in the numbering; gaps are
+/// harmless, late arrivals below a cursor are what must not happen.) The price is that
+/// inserting transactions commit one at a time across replicas, which group commit
+/// (`feed::writer`) amortises. The alternative, reading only below the oldest running
+/// transaction (`pg_snapshot_xmin`), would need a two-part cursor the SOC API cannot carry.
+pub(super) async fn insert(
+    conn: &mut PgConnection,
+    batches: Vec<(Key<'_>, Vec<Row>)>,
+    received: Timestamp,
+) -> Result<Vec<Vec<v1::FindingRecord>>> {
+    let total: usize = batches.iter().map(|(_, rows)| rows.len()).sum();
+    let mut columns = Columns::with_capacity(total);
+    for (key, rows) in &batches {
+        for row in rows {
+            columns.push(key, row);
         }
     }
-    records.sort_by_key(|r| r.id);
-    Ok(records)
+    // ORDER BY ord: a key repeated within the group is stored from its first occurrence,
+    // as SQLite's row-by-row inserts do.
+    let inserted = sqlx::query(
+        "WITH clock AS (
+             UPDATE feed_clock SET value = value + $1 RETURNING value - $1 AS base
+         )
+         INSERT INTO findings (feed_position, node_name, stream_id, seq, boot_id, received_time, time, rule_id, severity, body)
+         SELECT clock.base + u.ord, u.node_name, u.stream_id, u.seq, u.boot_id, $2::timestamptz,
+                u.time::timestamptz, u.rule_id, u.severity, u.body
+         FROM clock, UNNEST($3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BYTEA[])
+              WITH ORDINALITY AS u(node_name, stream_id, boot_id, seq, time, rule_id, severity, body, ord)
+         ORDER BY u.ord
+         ON CONFLICT (node_name, stream_id, seq) DO NOTHING
+         RETURNING feed_position, node_name, stream_id, seq",
+    )
+    .bind(i64::try_from(total).unwrap_or(i64::MAX))
+    .bind(received.to_string())
+    .bind(columns.node_name)
+    .bind(columns.stream_id)
+    .bind(columns.boot_id)
+    .bind(columns.seq)
+    .bind(columns.time)
+    .bind(columns.rule_id)
+    .bind(columns.severity)
+    .bind(columns.body)
+    .fetch_all(&mut *conn)
+    .await?;
+    // RETURNING names rows by key; a key repeated in the group was stored (at most) once,
+    // from its first occurrence.
+    let mut keys = Vec::with_capacity(batches.len());
+    let mut by_key: HashMap<(String, String, i64), (usize, Row)> = HashMap::with_capacity(total);
+    for (index, (key, rows)) in batches.into_iter().enumerate() {
+        for row in rows {
+            by_key
+                .entry((key.node_name.to_owned(), key.stream_id.to_owned(), row.seq))
+                .or_insert((index, row));
+        }
+        keys.push(key);
+    }
+    let mut stored: Vec<Vec<v1::FindingRecord>> = keys.iter().map(|_| Vec::new()).collect();
+    for returned in inserted {
+        let position: i64 = returned.try_get(0)?;
+        let key = (
+            returned.try_get(1)?,
+            returned.try_get(2)?,
+            returned.try_get(3)?,
+        );
+        if let Some((index, row)) = by_key.remove(&key) {
+            stored[index].push(row.into_record(position, &keys[index], received));
+        }
+    }
+    for records in &mut stored {
+        records.sort_by_key(|r| r.id);
+    }
+    Ok(stored)
+}
+
+/// The group's rows as one array per column, for `UNNEST`.
+struct Columns {
+    node_name: Vec<String>,
+    stream_id: Vec<String>,
+    boot_id: Vec<String>,
+    seq: Vec<i64>,
+    time: Vec<String>,
+    rule_id: Vec<String>,
+    severity: Vec<String>,
+    body: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            node_name: Vec::with_capacity(n),
+            stream_id: Vec::with_capacity(n),
+            boot_id: Vec::with_capacity(n),
+            seq: Vec::with_capacity(n),
+            time: Vec::with_capacity(n),
+            rule_id: Vec::with_capacity(n),
+            severity: Vec::with_capacity(n),
+            body: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, key: &Key<'_>, row: &Row) {
+        self.node_name.push(key.node_name.to_owned());
+        self.stream_id.push(key.stream_id.to_owned());
+        self.boot_id.push(key.boot_id.to_owned());
+        self.seq.push(row.seq);
+        self.time.push(row.time.to_string());
+        self.rule_id.push(row.rule_id.clone());
+        self.severity.push(row.severity.to_owned());
+        self.body.push(row.wire.encode_to_vec());
+    }
 }
 
 pub(super) async fn select_findings(
@@ -99,9 +209,9 @@ pub(super) async fn select_findings(
     limit: i64,
 ) -> Result<Vec<v1::FindingRecord>> {
     let mut query = QueryBuilder::<Postgres>::new(concat!(
-        "SELECT id, node_name, boot_id, ",
+        "SELECT feed_position, node_name, boot_id, ",
         micros!("received_time"),
-        ", body FROM findings WHERE id > "
+        ", body FROM findings WHERE feed_position > "
     ));
     query.push_bind(after);
     for (column, values) in &filter.columns {
@@ -112,7 +222,9 @@ pub(super) async fn select_findings(
         }
         list.push_unseparated(")");
     }
-    query.push(" ORDER BY id LIMIT ").push_bind(limit);
+    query
+        .push(" ORDER BY feed_position LIMIT ")
+        .push_bind(limit);
     let rows = query.build().fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
@@ -130,9 +242,11 @@ pub(super) async fn select_findings(
 }
 
 pub(super) async fn last_id(pool: &PgPool) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT MAX(id) FROM findings")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT MAX(feed_position) FROM findings")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// Deletes one batch of findings received before `cutoff`.
@@ -323,9 +437,14 @@ async fn insert_collector_finding(
         stream_id: COLLECTOR_STREAM,
         boot_id: COLLECTOR_STREAM,
     };
-    Ok(insert(conn, &key, vec![Row::new(finding)], now)
+    let record = insert(conn, vec![(key, vec![Row::new(finding)])], now)
         .await?
-        .pop())
+        .pop()
+        .and_then(|mut records| records.pop());
+    if record.is_some() {
+        notify(conn).await?;
+    }
+    Ok(record)
 }
 
 fn node_from_row(row: &PgRow) -> Result<NodeRecord> {

@@ -14,21 +14,24 @@ use super::{
     record,
 };
 
-pub(super) async fn insert_findings(
+pub(super) async fn insert_batches(
     pool: &SqlitePool,
-    key: &Key<'_>,
-    rows: Vec<Row>,
+    batches: Vec<(Key<'_>, Vec<Row>)>,
     received: Timestamp,
-) -> Result<Vec<v1::FindingRecord>> {
+) -> Result<Vec<Vec<v1::FindingRecord>>> {
     let mut tx = pool.begin().await?;
-    let mut records = Vec::new();
-    for row in rows {
-        if let Some(record) = insert(&mut tx, key, row, received).await? {
-            records.push(record);
+    let mut stored = Vec::with_capacity(batches.len());
+    for (key, rows) in batches {
+        let mut records = Vec::new();
+        for row in rows {
+            if let Some(record) = insert(&mut tx, &key, row, received).await? {
+                records.push(record);
+            }
         }
+        stored.push(records);
     }
     tx.commit().await?;
-    Ok(records)
+    Ok(stored)
 }
 
 /// Inserts one finding unless its key is already stored; returns the new record.

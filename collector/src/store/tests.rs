@@ -2,7 +2,8 @@ use nodeward_proto::model::{Finding, Severity};
 
 use super::*;
 
-mod pg;
+pub(crate) mod pg;
+mod pg_tls;
 
 fn origin(node: &str, stream: &str) -> Origin {
     Origin {
@@ -480,5 +481,92 @@ async fn postgres_replicas_share_one_store_exactly_once() {
         one.last_id().await.unwrap()
     );
     drop((one, two));
+    db.drop_schema().await;
+}
+
+/// Two replicas insert at once, the first committing last: a reader that saw the
+/// second's finding must never see the first's appear below it (its cursor would have
+/// skipped it). Identity ids fail this; feed positions drawn under the feed clock's lock
+/// cannot.
+#[tokio::test]
+async fn postgres_a_late_commit_never_lands_below_a_read_cursor() {
+    let Some(db) =
+        pg::TestDb::create("postgres_a_late_commit_never_lands_below_a_read_cursor").await
+    else {
+        return;
+    };
+    let (one, two) = (db.open().await, db.open().await);
+    let Pool::Postgres(pool) = &one.pool else {
+        unreachable!("a PostgreSQL store");
+    };
+    // Replica one's transaction: its finding is inserted, not yet committed.
+    let mut early = pool.begin().await.unwrap();
+    let key = findings::Key {
+        node_name: "node-a",
+        stream_id: "s",
+        boot_id: "boot",
+    };
+    let early_records = super::postgres::insert(
+        &mut early,
+        vec![(key, vec![findings::Row::new(finding(1))])],
+        Timestamp::now(),
+    )
+    .await
+    .unwrap();
+    // Replica two stores a finding meanwhile.
+    let late = tokio::spawn(async move {
+        two.insert_findings(&origin("node-b", "s"), vec![finding(1)], Timestamp::now())
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let ids = |records: Vec<v1::FindingRecord>| records.iter().map(|r| r.id).collect::<Vec<_>>();
+    let before = ids(one.findings_after(0, 10).await.unwrap());
+    early.commit().await.unwrap();
+    let late_records = late.await.unwrap().unwrap();
+    let after = ids(one.findings_after(0, 10).await.unwrap());
+    assert_eq!(after.len(), 2);
+    let cursor = before.iter().max().copied().unwrap_or(0);
+    assert!(
+        after.iter().all(|id| before.contains(id) || *id > cursor),
+        "read {before:?} first, then {after:?}: a reader at cursor {cursor} misses a finding"
+    );
+    assert!(early_records[0][0].id < late_records[0].id);
+    drop(one);
+    db.drop_schema().await;
+}
+
+/// A replica still running the previous version, during a rolling upgrade, inserts
+/// without a feed position: it gets the next one, after everything already stored.
+#[tokio::test]
+async fn postgres_rows_from_a_previous_version_get_the_next_position() {
+    let Some(db) =
+        pg::TestDb::create("postgres_rows_from_a_previous_version_get_the_next_position").await
+    else {
+        return;
+    };
+    let store = db.open().await;
+    let stored = store
+        .insert_findings(&origin("node-a", "s"), vec![finding(1)], Timestamp::now())
+        .await
+        .unwrap();
+    let Pool::Postgres(pool) = &store.pool else {
+        unreachable!("a PostgreSQL store");
+    };
+    let body = v1::Finding::from(finding(2)).encode_to_vec();
+    // The previous version's statement, less its UNNEST.
+    sqlx::query(
+        "INSERT INTO findings (node_name, stream_id, seq, boot_id, received_time, time, rule_id, severity, body)
+         VALUES ('node-a', 's', 2, 'boot', now(), now(), 'imds-access', 'high', $1)",
+    )
+    .bind(body)
+    .execute(pool)
+    .await
+    .unwrap();
+    let after = store.findings_after(stored[0].id, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].finding.as_ref().unwrap().seq, 2);
+    assert!(after[0].id > stored[0].id);
+    assert_eq!(store.last_id().await.unwrap(), after[0].id);
+    drop(store);
     db.drop_schema().await;
 }

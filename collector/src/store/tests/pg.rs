@@ -1,12 +1,11 @@
-//! PostgreSQL for the store tests: each test gets a fresh schema in the database that
-//! `NODEWARD_TEST_POSTGRES_URL` names, and drops it when it passes. Without the variable
-//! the PostgreSQL tests say so and pass: CI has no PostgreSQL server.
+//! PostgreSQL for the store tests: each test gets a fresh schema in the server that
+//! `nodeward_testkit::require_postgres` provides (`NODEWARD_TEST_POSTGRES_URL`, or a
+//! private cluster started from Debian's server binaries), and drops it when it passes.
+//! Without a server the tests fail in CI and skip loudly elsewhere.
 
 use sqlx::{AssertSqlSafe, PgPool};
 
 use super::Store;
-
-pub const URL_ENV: &str = "NODEWARD_TEST_POSTGRES_URL";
 
 pub struct TestDb {
     admin: PgPool,
@@ -15,17 +14,12 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// A new empty schema, or `None` (with a message) when no server is configured.
+    /// A new empty schema, or `None` (with a banner) when no server can be had.
     pub async fn create(test: &str) -> Option<Self> {
-        let Ok(url) = std::env::var(URL_ENV) else {
-            eprintln!(
-                "skipping postgres::{test}: set {URL_ENV}=postgres://user:password@host/db to run it"
-            );
-            return None;
-        };
+        let url = nodeward_testkit::require_postgres(&format!("postgres::{test}"))?;
         let admin = PgPool::connect(&url)
             .await
-            .unwrap_or_else(|e| panic!("{URL_ENV}: cannot connect: {e}"));
+            .unwrap_or_else(|e| panic!("{url}: cannot connect: {e}"));
         // Short and unique: identifiers longer than 63 bytes are silently truncated.
         let schema = format!("nodeward_test_{:016x}", rand::random::<u64>());
         sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
@@ -35,15 +29,19 @@ impl TestDb {
         Some(Self { admin, url, schema })
     }
 
-    /// A store whose connections work in this schema only (`search_path`), migrations
-    /// included.
-    pub async fn open(&self) -> Store {
+    /// The URL of a connection that works in this schema only (`search_path`).
+    pub fn url(&self) -> String {
         let separator = if self.url.contains('?') { '&' } else { '?' };
-        let url = format!(
+        format!(
             "{}{separator}options=-c%20search_path%3D{}",
             self.url, self.schema
-        );
-        Store::open_postgres(&url)
+        )
+    }
+
+    /// A store working in this schema only, migrations included. Each call opens
+    /// another store on the same tables, as another collector replica would.
+    pub async fn open(&self) -> Store {
+        Store::open_postgres(&self.url(), None)
             .await
             .unwrap_or_else(|e| panic!("opening the store in {}: {e:#?}", self.schema))
     }
