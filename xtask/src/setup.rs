@@ -178,3 +178,41 @@ fn llvm_prefix(sysroot: &Path, major: u32) -> anyhow::Result<PathBuf> {
     }
     Ok(prefix)
 }
+
+/// `/usr/lib/postgresql/<newest>/bin`, installing Debian's `postgresql` when absent: the
+/// collector's PostgreSQL tests and its benchmark start private servers from it.
+pub fn postgres_server() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = newest_server()? {
+        return Ok(dir);
+    }
+    if !crate::demo::is_root() {
+        bail!(
+            "PostgreSQL is not installed and installing it needs root: apt-get install postgresql"
+        );
+    }
+    eprintln!("setup: PostgreSQL is not installed; installing Debian's postgresql package");
+    cmd::run(Command::new("apt-get").arg("update"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "postgresql"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    newest_server()?.context("apt-get installed postgresql but no server binaries were found")
+}
+
+fn newest_server() -> anyhow::Result<Option<PathBuf>> {
+    let root = Path::new("/usr/lib/postgresql");
+    if !root.is_dir() {
+        return Ok(None);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    Ok(versions.pop().map(|(_, bin)| bin))
+}

@@ -5,7 +5,7 @@
 use std::{
     net::{TcpListener, TcpStream},
     os::unix::process::CommandExt as _,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -30,7 +30,7 @@ impl Cluster {
     /// `nodeward`. Durability is the server's default (`fsync`, `synchronous_commit` on),
     /// as the SQLite store's is `synchronous=FULL`.
     pub fn start() -> anyhow::Result<Self> {
-        let bin = server_bin_dir()?;
+        let bin = crate::setup::postgres_server()?;
         let dir = tempfile::Builder::new().prefix("nodeward-pg-").tempdir()?;
         // PostgreSQL refuses to run as root: as root, the cluster belongs to `postgres`.
         let owner = crate::demo::is_root().then(postgres_ids).transpose()?;
@@ -147,43 +147,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// `/usr/lib/postgresql/<newest>/bin`, installing Debian's `postgresql` when absent.
-fn server_bin_dir() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = newest_server()? {
-        return Ok(dir);
-    }
-    if !crate::demo::is_root() {
-        bail!(
-            "PostgreSQL is not installed and installing it needs root: apt-get install postgresql"
-        );
-    }
-    eprintln!("PostgreSQL is not installed; installing Debian's postgresql package");
-    cmd::run(Command::new("apt-get").arg("update"))?;
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "postgresql"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    newest_server()?.context("apt-get installed postgresql but no server binaries were found")
-}
-
-fn newest_server() -> anyhow::Result<Option<PathBuf>> {
-    let root = Path::new("/usr/lib/postgresql");
-    if !root.is_dir() {
-        return Ok(None);
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let version = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    Ok(versions.pop().map(|(_, bin)| bin))
 }
 
 fn postgres_ids() -> anyhow::Result<(u32, u32)> {
