@@ -8,7 +8,10 @@ use crate::cmd::{self, cargo, output};
 pub fn run() -> anyhow::Result<()> {
     crate::setup::run()?;
     let postgres = crate::setup::postgres_server()?;
-    eprintln!("setup: PostgreSQL server binaries in {}", postgres.display());
+    eprintln!(
+        "setup: PostgreSQL server binaries in {}",
+        postgres.display()
+    );
     cmd::run(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
     cmd::run(&mut cargo(&[
         "clippy",

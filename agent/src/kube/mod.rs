@@ -68,4 +68,6 @@ fn no_config(service_account_dir: &Path) -> String {
 }
 
 #[cfg(test)]
+pub mod fake_api;
+#[cfg(test)]
 mod tests;

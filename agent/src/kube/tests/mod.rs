@@ -1,7 +1,5 @@
 //! The watcher against a fake API server on loopback that speaks list and watch.
 
-mod fake_api;
-mod fake_nodes;
 mod taint;
 
 use std::{collections::BTreeMap, time::Duration};
@@ -10,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use self::fake_api::FakeApi;
+use super::fake_api::{self, FakeApi, PODS};
 use super::*;
 use crate::pods::{Owner, PodSnapshot};
 
@@ -105,9 +103,9 @@ fn lists(api: &FakeApi) -> usize {
 #[tokio::test]
 async fn additions_changes_and_deletions_reach_the_snapshot() {
     let api = FakeApi::start();
-    api.apply(pod("a", NODE, "v1"));
-    api.apply(pod("b", NODE, "v1"));
-    api.apply(pod("elsewhere", "node-b", "v1"));
+    api.apply(PODS, pod("a", NODE, "v1"));
+    api.apply(PODS, pod("b", NODE, "v1"));
+    api.apply(PODS, pod("elsewhere", "node-b", "v1"));
     let mut watcher = Running::start(&api);
     let listed = wait_for(&mut watcher.rx, &[("a", "v1"), ("b", "v1")]).await;
     let a = &listed["uid-a"];
@@ -124,13 +122,13 @@ async fn additions_changes_and_deletions_reach_the_snapshot() {
     );
     assert_eq!(a.containers[0].id, "a-0123");
 
-    api.apply(pod("a", NODE, "v2"));
+    api.apply(PODS, pod("a", NODE, "v2"));
     wait_for(&mut watcher.rx, &[("a", "v2"), ("b", "v1")]).await;
     // Another node's pod, then one of ours: once ours is in, the other was filtered out.
-    api.apply(pod("elsewhere-2", "node-b", "v1"));
-    api.apply(pod("c", NODE, "v1"));
+    api.apply(PODS, pod("elsewhere-2", "node-b", "v1"));
+    api.apply(PODS, pod("c", NODE, "v1"));
     wait_for(&mut watcher.rx, &[("a", "v2"), ("b", "v1"), ("c", "v1")]).await;
-    api.delete("b");
+    api.delete(PODS, "b");
     wait_for(&mut watcher.rx, &[("a", "v2"), ("c", "v1")]).await;
     watcher.stop().await;
 
@@ -150,17 +148,17 @@ async fn additions_changes_and_deletions_reach_the_snapshot() {
 async fn relists_after_410(gone_as_status: bool) {
     let api = FakeApi::start();
     api.set_gone_as_status(gone_as_status);
-    api.apply(pod("a", NODE, "v1"));
-    api.apply(pod("b", NODE, "v1"));
+    api.apply(PODS, pod("a", NODE, "v1"));
+    api.apply(PODS, pod("b", NODE, "v1"));
     let mut watcher = Running::start(&api);
     wait_for(&mut watcher.rx, &[("a", "v1"), ("b", "v1")]).await;
     assert_eq!(lists(&api), 1);
 
-    api.delete_unseen("b");
+    api.delete_unseen(PODS, "b");
     wait_for(&mut watcher.rx, &[("a", "v1")]).await;
     assert_eq!(lists(&api), 2, "one relist");
     // And the watch goes on from the new list.
-    api.apply(pod("c", NODE, "v1"));
+    api.apply(PODS, pod("c", NODE, "v1"));
     wait_for(&mut watcher.rx, &[("a", "v1"), ("c", "v1")]).await;
     watcher.stop().await;
 }
@@ -178,8 +176,8 @@ async fn a_watch_refused_with_410_relists() {
 #[tokio::test]
 async fn the_last_snapshot_stays_while_the_api_is_away() {
     let mut api = FakeApi::start();
-    api.apply(pod("a", NODE, "v1"));
-    api.apply(pod("b", NODE, "v1"));
+    api.apply(PODS, pod("a", NODE, "v1"));
+    api.apply(PODS, pod("b", NODE, "v1"));
     let mut watcher = Running::start(&api);
     let before = wait_for(&mut watcher.rx, &[("a", "v1"), ("b", "v1")]).await;
 
@@ -202,9 +200,9 @@ async fn the_last_snapshot_stays_while_the_api_is_away() {
     drop(listener);
 
     // Changes while the agent could not see them, then the API server is back.
-    api.delete("a");
-    api.apply(pod("b", NODE, "v2"));
-    api.apply(pod("c", NODE, "v1"));
+    api.delete(PODS, "a");
+    api.apply(PODS, pod("b", NODE, "v2"));
+    api.apply(PODS, pod("c", NODE, "v1"));
     api.restart();
     wait_for(&mut watcher.rx, &[("b", "v2"), ("c", "v1")]).await;
     watcher.stop().await;

@@ -6,7 +6,7 @@ use hyper::Method;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::fake_nodes::FakeNodes;
+use crate::kube::fake_api::{FakeApi, NODES};
 use crate::kube::taint::{Backoff, Outcome, remove_taint};
 
 const NODE: &str = "ip-10-0-1-7";
@@ -17,7 +17,48 @@ const FAST: Backoff = Backoff {
 };
 const DEADLINE: Duration = Duration::from_secs(30);
 
-async fn remove(api: &FakeNodes) -> Outcome {
+/// Nodes as the tests set them up and read them back.
+trait Nodes {
+    /// Creates a Node with these taints (`(key, effect)`).
+    fn node(&self, name: &str, taints: &[(&str, &str)]);
+    /// The keys of a Node's taints, in order.
+    fn taint_keys(&self, name: &str) -> Vec<String>;
+}
+
+impl Nodes for FakeApi {
+    fn node(&self, name: &str, taints: &[(&str, &str)]) {
+        let taints: Vec<serde_json::Value> = taints
+            .iter()
+            .map(|(key, effect)| json!({"key": key, "effect": effect}))
+            .collect();
+        let mut spec = json!({"providerID": format!("aws:///eu-west-1a/i-{name}")});
+        if !taints.is_empty() {
+            spec["taints"] = taints.into();
+        }
+        self.apply(
+            NODES,
+            json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                "spec": spec,
+            }),
+        );
+    }
+
+    fn taint_keys(&self, name: &str) -> Vec<String> {
+        self.get(NODES, name).expect("the node")["spec"]["taints"]
+            .as_array()
+            .map(|taints| {
+                taints
+                    .iter()
+                    .map(|t| t["key"].as_str().expect("a key").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+async fn remove(api: &FakeApi) -> Outcome {
     let token = CancellationToken::new();
     tokio::time::timeout(
         DEADLINE,
@@ -29,7 +70,7 @@ async fn remove(api: &FakeNodes) -> Outcome {
 
 #[tokio::test]
 async fn the_startup_taint_is_removed_and_the_others_kept() {
-    let api = FakeNodes::start();
+    let api = FakeApi::start();
     api.node(
         NODE,
         &[
@@ -39,7 +80,7 @@ async fn the_startup_taint_is_removed_and_the_others_kept() {
         ],
     );
     api.node("ip-10-0-1-8", &[(KEY, "NoSchedule")]);
-    let before = api.get(NODE);
+    let before = api.get(NODES, NODE).expect("the node");
 
     assert_eq!(remove(&api).await, Outcome::Removed);
     assert_eq!(
@@ -47,7 +88,7 @@ async fn the_startup_taint_is_removed_and_the_others_kept() {
         ["node.kubernetes.io/not-ready", "dedicated"]
     );
     assert_eq!(api.taint_keys("ip-10-0-1-8"), [KEY], "only its own node");
-    let after = api.get(NODE);
+    let after = api.get(NODES, NODE).expect("the node");
     assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
     assert_eq!(after["spec"]["providerID"], before["spec"]["providerID"]);
 
@@ -74,16 +115,19 @@ async fn the_startup_taint_is_removed_and_the_others_kept() {
 
 #[tokio::test]
 async fn every_effect_of_the_key_goes_and_the_list_may_end_empty() {
-    let api = FakeNodes::start();
+    let api = FakeApi::start();
     api.node(NODE, &[(KEY, "NoSchedule"), (KEY, "NoExecute")]);
     assert_eq!(remove(&api).await, Outcome::Removed);
     assert!(api.taint_keys(NODE).is_empty());
-    assert_eq!(api.get(NODE)["spec"]["taints"], json!([]));
+    assert_eq!(
+        api.get(NODES, NODE).expect("the node")["spec"]["taints"],
+        json!([])
+    );
 }
 
 #[tokio::test]
 async fn without_the_taint_nothing_is_patched() {
-    let api = FakeNodes::start();
+    let api = FakeApi::start();
     api.node(NODE, &[("dedicated", "NoSchedule")]);
     assert_eq!(remove(&api).await, Outcome::Absent);
     api.node("untainted", &[]);
@@ -98,7 +142,7 @@ async fn without_the_taint_nothing_is_patched() {
 
 #[tokio::test]
 async fn a_conflict_is_retried_from_a_fresh_read() {
-    let api = FakeNodes::start();
+    let api = FakeApi::start();
     api.node(NODE, &[(KEY, "NoSchedule"), ("dedicated", "NoSchedule")]);
     api.conflict_next_patches(2);
     assert_eq!(remove(&api).await, Outcome::Removed);
@@ -123,7 +167,7 @@ async fn a_conflict_is_retried_from_a_fresh_read() {
 
 #[tokio::test]
 async fn a_taint_added_meanwhile_is_not_clobbered() {
-    let api = FakeNodes::start();
+    let api = FakeApi::start();
     api.node(NODE, &[(KEY, "NoSchedule")]);
     // Between the agent's GET and its PATCH, the node lifecycle controller taints the node.
     api.after_next_get(|node| {
@@ -144,7 +188,7 @@ async fn a_taint_added_meanwhile_is_not_clobbered() {
 
 #[tokio::test]
 async fn errors_back_off_and_cancellation_stops_the_retries() {
-    let api = FakeNodes::start();
+    let api = FakeApi::start();
     api.node(NODE, &[(KEY, "NoSchedule")]);
     api.fail_next_gets(3);
     assert_eq!(remove(&api).await, Outcome::Removed);

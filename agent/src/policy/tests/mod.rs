@@ -1,7 +1,6 @@
 //! The policy watch and merge against a fake API server that speaks list, watch and status
 //! patches; the merge and validation rules on their own.
 
-mod fake_api;
 mod merge;
 
 use std::{path::Path, sync::Arc, time::Duration};
@@ -11,9 +10,9 @@ use serde_json::{Value, json};
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use self::fake_api::{FakeApi, NODES, POLICIES};
 use super::*;
 use crate::config::ImdsMode;
+use crate::kube::fake_api::{self, FakeApi, NODES, POLICIES};
 
 const NODE: &str = "node-a";
 /// Generous: a reconnect waits out kube-rs's backoff (0.8 s doubling, with jitter).
@@ -240,9 +239,9 @@ async fn an_invalid_policy_is_rejected_whole_with_a_status_condition() {
     let patch = api
         .patches()
         .into_iter()
-        .find(|(name, _)| name == "bad")
+        .find(|p| p.path == format!("{POLICIES}/bad/status"))
         .expect("a status patch");
-    assert_eq!(patch.1["status"]["conditions"][0]["reason"], "Invalid");
+    assert_eq!(patch.body["status"]["conditions"][0]["reason"], "Invalid");
     assert_eq!(
         *running.effective.config.borrow(),
         before,
