@@ -68,17 +68,21 @@ pub async fn run(
                     break;
                 }
                 // One hand-off to blocking context per batch, not per event: under an
-                // exec storm that hand-off was most of the agent's cost per event.
+                // exec storm that hand-off was most of the agent's cost per event. An
+                // event is counted once what it led to is in the outbox, so the count
+                // never runs ahead of what a crash would keep.
                 tokio::task::block_in_place(|| {
-                    let mut findings = Vec::new();
                     for event in batch.drain(..) {
                         handled.count(&event);
-                        if !matches!(event, Event::Lost { .. }) {
-                            sink.metrics.event(event.source());
+                        let source = (!matches!(event, Event::Lost { .. })).then(|| event.source());
+                        for finding in handle(event, &mut detector, &mut imds_repeats, &sink)? {
+                            store(&sink, finding, None)?;
                         }
-                        findings.extend(handle(event, &mut detector, &mut imds_repeats, &sink)?);
+                        if let Some(source) = source {
+                            sink.metrics.event(source);
+                        }
                     }
-                    anyhow::Ok(findings)
+                    anyhow::Ok(Vec::new())
                 })?
             }
             _ = tick.tick() => {
@@ -100,14 +104,20 @@ pub async fn run(
                 Vec::new()
             }
         };
-        for finding in findings {
-            store(&sink, finding, None)?;
-        }
+        tokio::task::block_in_place(|| {
+            findings
+                .into_iter()
+                .try_for_each(|finding| store(&sink, finding, None))
+        })?;
     }
     let now = Instant::now();
-    for finding in detector.drain(now).into_iter().chain(imds_repeats.drain()) {
-        store(&sink, finding, None)?;
-    }
+    tokio::task::block_in_place(|| {
+        detector
+            .drain(now)
+            .into_iter()
+            .chain(imds_repeats.drain())
+            .try_for_each(|finding| store(&sink, finding, None))
+    })?;
     info!(
         exec = handled.exec,
         egress = handled.egress,
@@ -151,7 +161,8 @@ impl Handled {
     }
 }
 
-/// Judges one event; blocking (reads /proc and the cgroup tree, writes the outbox).
+/// Judges one event; blocking (reads /proc and the cgroup tree, and a loss report writes
+/// the outbox).
 fn handle(
     event: Event,
     detector: &mut Detector,
@@ -181,28 +192,27 @@ fn handle(
 fn account_losses(sink: &Sink, source: &'static str, total: u64) -> anyhow::Result<()> {
     let name = format!("lost.{source}");
     let outbox = &sink.outbox;
-    tokio::task::block_in_place(|| {
-        let reported = outbox.counter(&name)?;
-        let base = if total < reported { 0 } else { reported };
-        if total > base {
-            sink.metrics.lost(source, total - base);
-            store(
-                sink,
-                findings::lost(source, total - base),
-                Some((&name, total)),
-            )
-        } else if total != reported {
-            Ok(outbox.set_counter(&name, total)?)
-        } else {
-            Ok(())
-        }
-    })
+    let reported = outbox.counter(&name)?;
+    let base = if total < reported { 0 } else { reported };
+    if total > base {
+        sink.metrics.lost(source, total - base);
+        store(
+            sink,
+            findings::lost(source, total - base),
+            Some((&name, total)),
+        )
+    } else if total != reported {
+        Ok(outbox.set_counter(&name, total)?)
+    } else {
+        Ok(())
+    }
 }
 
+/// Appends to the outbox: a durable write, so blocking.
 fn store(sink: &Sink, finding: Finding, counter: Option<(&str, u64)>) -> anyhow::Result<()> {
     let (rule, summary) = (finding.rule_id.clone(), finding.summary.clone());
     sink.metrics.finding(&finding);
-    let seq = tokio::task::block_in_place(|| sink.outbox.append(finding, counter))?;
+    let seq = sink.outbox.append(finding, counter)?;
     info!(seq, rule, summary, "finding");
     Ok(())
 }
