@@ -10,8 +10,12 @@ use crate::TASK_COMM_LEN;
 pub const MAP_CONFIG: &str = "EGRESS_CONFIG";
 /// LRU hash of [`EgressKey`] → [`EgressSeen`].
 pub const MAP_SEEN: &str = "EGRESS_SEEN";
-/// Per-CPU one-entry cache of the last key seen on that CPU.
+/// Per-CPU cache of the last keys seen on that CPU, [`LAST_SLOTS`] of them.
 pub const MAP_LAST: &str = "EGRESS_LAST";
+/// Slots of the per-CPU cache, chosen by a hash of the key: a process that alternates
+/// between a few destinations (a connect here, a send there) keeps hitting its slots
+/// instead of evicting its one entry at every call. A power of two.
+pub const LAST_SLOTS: u32 = 8;
 /// Ring buffer of [`EgressEvent`]s.
 pub const MAP_EVENTS: &str = "EGRESS_EVENTS";
 /// Per-CPU counters, indexed by the `STAT_*` constants.

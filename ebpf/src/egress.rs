@@ -15,8 +15,8 @@ use aya_ebpf::{
 };
 use nodeward_common::{
     egress::{
-        EVENTS_RING_BYTES, EgressConfig, EgressEvent, EgressKey, EgressLast, EgressSeen, MAX_SEEN,
-        STAT_COUNT, STAT_EVENTS_LOST, STAT_REPORTED, WINDOW_NS,
+        EVENTS_RING_BYTES, EgressConfig, EgressEvent, EgressKey, EgressLast, EgressSeen,
+        LAST_SLOTS, MAX_SEEN, STAT_COUNT, STAT_EVENTS_LOST, STAT_REPORTED, WINDOW_NS,
     },
     wakeup::{RING_EGRESS, threshold},
 };
@@ -35,7 +35,7 @@ static EGRESS_CONFIG: Array<EgressConfig> = Array::with_max_entries(1, 0);
 static EGRESS_SEEN: LruHashMap<EgressKey, EgressSeen> = LruHashMap::with_max_entries(MAX_SEEN, 0);
 
 #[map]
-static EGRESS_LAST: PerCpuArray<EgressLast> = PerCpuArray::with_max_entries(1, 0);
+static EGRESS_LAST: PerCpuArray<EgressLast> = PerCpuArray::with_max_entries(LAST_SLOTS, 0);
 
 #[map]
 static EGRESS_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
@@ -74,9 +74,6 @@ pub fn record_from_node(dst: &Destination) {
 
 #[inline(always)]
 fn record_enabled(dst: &Destination) {
-    let Some(last) = EGRESS_LAST.get_ptr_mut(0) else {
-        return;
-    };
     // SAFETY: helpers without arguments, allowed in cgroup sock_addr programs. The coarse
     // clock serves the window; only a report reads the precise one.
     let (cgroup_id, now) = unsafe { (bpf_get_current_cgroup_id(), bpf_ktime_get_coarse_ns()) };
@@ -87,6 +84,9 @@ fn record_enabled(dst: &Destination) {
         protocol: dst.protocol,
         port: u32::from(dst.port),
         reserved: 0,
+    };
+    let Some(last) = EGRESS_LAST.get_ptr_mut(slot(&key)) else {
+        return;
     };
     // SAFETY: `last` points at this CPU's slot; nothing else runs on this CPU meanwhile.
     unsafe {
@@ -121,6 +121,22 @@ fn record_enabled(dst: &Destination) {
     };
     remember(last, key, now);
     report(&key, dst, total);
+}
+
+/// The per-CPU cache slot of `key`: a multiplicative hash of its fields, top bits.
+#[inline(always)]
+fn slot(key: &EgressKey) -> u32 {
+    let mut low = [0u8; 8];
+    let mut high = [0u8; 8];
+    low.copy_from_slice(&key.addr[..8]);
+    high.copy_from_slice(&key.addr[8..]);
+    let mixed = key.cgroup_id
+        ^ u64::from_ne_bytes(low)
+        ^ u64::from_ne_bytes(high).rotate_left(17)
+        ^ (u64::from(key.port) << 32 | u64::from(key.protocol));
+    let hashed = mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // The top bits mix best.
+    u32::try_from(hashed >> (64 - LAST_SLOTS.trailing_zeros())).unwrap_or(0) & (LAST_SLOTS - 1)
 }
 
 /// Adds the attempts counted on this CPU to the shared total.

@@ -36,7 +36,16 @@ pub async fn forward(
     drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let batch = tokio::select! {
-            () = token.cancelled() => return Ok(()),
+            () = token.cancelled() => {
+                // What the ring holds when the agent stops is sent on, not left behind:
+                // records since the last wake-up wait for a drain.
+                for event in read_all(ring.get_mut(), source, &parse) {
+                    if events.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
             guard = ring.readable_mut() => {
                 let mut guard = guard.with_context(|| format!("polling the {source} ring buffer"))?;
                 // Cleared before reading: a record that arrives meanwhile wakes again.
