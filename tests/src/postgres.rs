@@ -158,6 +158,10 @@ fn start(bin: &Path) -> Result<(String, PathBuf), String> {
         .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
+        // The watchdog outlives the test process by the server's shutdown; holding the
+        // test's stderr that long makes test runners report the test as leaking. The
+        // server's own output is in postgres.log.
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting postgres: {e}"))?;
     let stdin = watchdog.stdin.take().ok_or("no stdin for the watchdog")?;
