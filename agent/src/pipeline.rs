@@ -104,11 +104,15 @@ pub async fn run(
                 Vec::new()
             }
         };
-        tokio::task::block_in_place(|| {
-            findings
-                .into_iter()
-                .try_for_each(|finding| store(&sink, finding, None))
-        })?;
+        // Events store their findings as they are judged; what the other branches bring
+        // is stored here, without a hand-off when there is nothing.
+        if !findings.is_empty() {
+            tokio::task::block_in_place(|| {
+                findings
+                    .into_iter()
+                    .try_for_each(|finding| store(&sink, finding, None))
+            })?;
+        }
     }
     let now = Instant::now();
     tokio::task::block_in_place(|| {

@@ -7,8 +7,6 @@
 
 use std::{
     fs,
-    io::Write as _,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -252,27 +250,12 @@ fn write_cert(path: &Path, pem: &str) -> anyhow::Result<()> {
     write_file(path, pem, 0o644)
 }
 
-/// Writes through a temporary file created with `mode`, then renames: a key is never
-/// readable by others, not even for a moment, and a crash leaves no half-written file.
 fn write_file(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    // The umask may have narrowed `mode`; certificates should still be world-readable.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", tmp.display()))?;
-    file.write_all(content.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    Ok(nodeward_runtime::files::write_atomically(
+        path,
+        content.as_bytes(),
+        mode,
+    )?)
 }
 
 #[cfg(test)]

@@ -1,12 +1,7 @@
 //! The certificate and key on disk: whether they need (re)issuing, and writing new ones
 //! so that no reader ever sees half a file and the key is never readable by others.
 
-use std::{
-    fs,
-    io::Write as _,
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
-    path::{Path, PathBuf},
-};
+use std::{fs, os::unix::fs::DirBuilderExt as _, path::Path};
 
 use anyhow::Context as _;
 use x509_parser::pem::parse_x509_pem;
@@ -88,22 +83,9 @@ fn write_file(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    // The umask may have narrowed the mode; the certificate is meant to be readable.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", tmp.display()))?;
-    file.write_all(content.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    Ok(nodeward_runtime::files::write_atomically(
+        path,
+        content.as_bytes(),
+        mode,
+    )?)
 }

@@ -199,7 +199,7 @@ impl FakeApi {
     }
 
     pub fn get(&self, collection: &'static str, name: &str) -> Option<Value> {
-        self.lock().objects.get(collection)?.get(name).cloned()
+        self.lock().object(collection, name).cloned()
     }
 
     /// Answers an expired watch with HTTP 410 rather than an ERROR event.
@@ -263,6 +263,10 @@ impl State {
     fn bump(&mut self) -> u64 {
         self.rv += 1;
         self.rv
+    }
+
+    fn object(&self, collection: &str, name: &str) -> Option<&Value> {
+        self.objects.get(collection)?.get(name)
     }
 
     fn store(&mut self, collection: &'static str, kind: &'static str, mut object: Value) {
@@ -463,10 +467,9 @@ fn list_or_watch(state: &State, collection: &'static str, req: &Seen) -> Respons
 }
 
 fn get(state: &mut State, collection: &'static str, name: &str) -> Response<Body> {
-    let Some(object) = state.objects.get(collection).and_then(|c| c.get(name)) else {
+    let Some(object) = state.object(collection, name).cloned() else {
         return status(StatusCode::NOT_FOUND, "NotFound", "no such object");
     };
-    let object = object.clone();
     if state.failing_gets > 0 {
         state.failing_gets -= 1;
         return status(
@@ -490,12 +493,7 @@ fn json_patch(
     name: &str,
     req: &Seen,
 ) -> Response<Body> {
-    let Some(mut object) = state
-        .objects
-        .get(collection)
-        .and_then(|c| c.get(name))
-        .cloned()
-    else {
+    let Some(mut object) = state.object(collection, name).cloned() else {
         return status(StatusCode::NOT_FOUND, "NotFound", "no such object");
     };
     if req.content_type.as_deref() != Some("application/json-patch+json") {
@@ -531,12 +529,7 @@ fn patch_status(
     if req.body.is_null() {
         return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON");
     }
-    let Some(mut object) = state
-        .objects
-        .get(collection)
-        .and_then(|c| c.get(name))
-        .cloned()
-    else {
+    let Some(mut object) = state.object(collection, name).cloned() else {
         return status(StatusCode::NOT_FOUND, "NotFound", "no such object");
     };
     merge_patch(&mut object["status"], &req.body["status"]);

@@ -46,12 +46,18 @@ async fn snapshots_become_the_latest_posture_and_regressions_findings() {
     assert!(outbox.read_after(0, 10).expect("findings").is_empty());
 
     tx.send_replace(Some(snapshot(CheckStatus::Fail)));
-    wait_for(|| !outbox.read_after(0, 10).expect("findings").is_empty()).await;
+    // The finding and the snapshot are two writes; wait for both, in either order.
+    let generation = || {
+        outbox
+            .unacked_posture()
+            .expect("posture")
+            .map(|p| p.generation)
+    };
+    wait_for(|| !outbox.read_after(0, 10).expect("findings").is_empty() && generation() == Some(2))
+        .await;
     let findings = outbox.read_after(0, 10).expect("findings");
     assert_eq!(findings.len(), 1);
     assert_eq!(findings[0].rule_id, "posture-regression");
-    let latest = outbox.unacked_posture().expect("posture").expect("latest");
-    assert_eq!(latest.generation, 2);
 
     token.cancel();
     task.await.expect("joined").expect("clean end");
