@@ -16,6 +16,11 @@ pub use self::imds::{AllowRule, ImdsConfig, ImdsMode};
 pub use self::startup_taint::StartupTaintConfig;
 use crate::{policy::PoliciesConfig, posture::config::PostureConfig, rules::spec::RulesConfig};
 
+/// PID 1's network namespace: the node's, as the agent runs with `hostPID`. Joining it
+/// takes no privilege when the agent already runs there (`hostNetwork`), and
+/// `CAP_SYS_ADMIN` otherwise.
+pub const DEFAULT_HOST_NETNS: &str = "/proc/1/ns/net";
+
 /// The agent's configuration as written in its file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -30,6 +35,11 @@ pub struct Config {
     /// the posture scan; default: this root.
     #[serde(default)]
     pub host_root: Option<PathBuf>,
+    /// The node's network namespace, where the node-side IMDS guard attaches to the
+    /// interfaces that lead to the blocked prefixes; default [`DEFAULT_HOST_NETNS`].
+    /// Simulated nodes point it at theirs.
+    #[serde(default)]
+    pub host_netns: Option<PathBuf>,
     /// `/metrics`, `/healthz` and `/readyz` (plain HTTP, for Prometheus and probes).
     #[serde(default = "default_http_listen")]
     pub http_listen: std::net::SocketAddr,
@@ -305,6 +315,14 @@ impl Validate for Config {
                     p.display()
                 ));
             }
+        }
+        if let Some(netns) = &self.host_netns
+            && !netns.is_absolute()
+        {
+            return Err(format!(
+                "hostNetns: must be an absolute path, got {}",
+                netns.display()
+            ));
         }
         if !self.bpf_pin_path.is_absolute() {
             return Err(format!(

@@ -24,6 +24,8 @@ mod imds;
 mod kube;
 mod metrics;
 mod module;
+mod netlink;
+mod netns;
 mod outbox;
 mod pipeline;
 mod pods;

@@ -34,6 +34,10 @@ pub struct PodMeta {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub host_network: bool,
+    /// The pod's addresses (`status.podIPs`): the node's route to them names the node-side
+    /// interface its network namespace sends through.
+    #[serde(default, rename = "podIPs")]
+    pub pod_ips: Vec<std::net::IpAddr>,
     /// The workload that owns the pod (a ReplicaSet's Deployment is named, not the
     /// ReplicaSet), when known.
     #[serde(default)]

@@ -1,10 +1,11 @@
-//! The IMDS decision every hook shares. The destination is looked up in the blocked tries
-//! first (the one lookup every connection, send and packet pays); only on a match are the
-//! mode, the allowlist and the report rate consulted.
+//! The IMDS decision every hook shares. The destination's first byte is checked against
+//! the prefilter bitmap, and only a possible match is looked up in the blocked tries (what
+//! every connection, send and packet pays is one array lookup and a bit test); only on a
+//! match are the mode, the allowlist and the report rate consulted.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
 use nodeward_common::imds::{
-    ImdsEvent, ImdsKey, ImdsSeen, MAX_CGROUP_DEPTH, MODE_AUDIT, MODE_ENFORCE, MODE_OFF,
+    ImdsEvent, ImdsKey, ImdsSeen, MAX_CGROUP_DEPTH, MODE_AUDIT, MODE_ENFORCE, MODE_OFF, Prefilter,
     REPORT_INTERVAL_NS, STAT_ALLOWED, STAT_AUDITED, STAT_BLOCKED, STAT_EVENTS_LOST,
     STAT_SUPPRESSED, VERDICT_AUDITED, VERDICT_BLOCKED,
 };
@@ -12,8 +13,8 @@ use nodeward_common::imds::{
 use crate::{
     atomic,
     maps::{
-        IMDS_ALLOWED, IMDS_BLOCKED_V4, IMDS_BLOCKED_V6, IMDS_CONFIG, IMDS_EVENTS, IMDS_SEEN,
-        IMDS_STATS, bump,
+        IMDS_ALLOWED, IMDS_BLOCKED_V4, IMDS_BLOCKED_V6, IMDS_CONFIG, IMDS_EVENTS, IMDS_PREFILTER,
+        IMDS_SEEN, IMDS_STATS, bump,
     },
 };
 
@@ -39,18 +40,47 @@ pub trait Origin {
     fn cgroup_id(&self) -> u64;
     /// The id of the ancestor at `level` (0 is the root); 0 past the cgroup's own level.
     fn ancestor_cgroup_id(&self, level: i32) -> u64;
-    /// Fills `pid`, `uid` and `comm`.
+    /// Fills `pid`, `uid`, `comm` and `ifindex`, as far as the origin knows them.
     fn describe(&self, event: &mut ImdsEvent);
+
+    /// Whether the origin's cgroup or one of its ancestors is an allowed pod's cgroup. The
+    /// walk starts below the root; a pod's containers inherit its allowance because the
+    /// pod cgroup is their ancestor, and nothing inside a pod can change which cgroup it is
+    /// in.
+    #[inline(always)]
+    fn is_allowed(&self) -> bool {
+        let mut level = 1;
+        while level < MAX_CGROUP_DEPTH {
+            let id = self.ancestor_cgroup_id(level);
+            if id == 0 {
+                return false;
+            }
+            if IMDS_ALLOWED.get_ptr(id).is_some() {
+                return true;
+            }
+            level += 1;
+        }
+        false
+    }
+}
+
+/// Whether a blocked prefix may cover an address whose first byte is `first`: false only
+/// when the prefilter is written and says no.
+#[inline(always)]
+pub fn may_be_blocked(v6: bool, first: u8) -> bool {
+    IMDS_PREFILTER
+        .get(0)
+        .is_none_or(|p| p.valid == 0 || Prefilter::covers(if v6 { &p.v6 } else { &p.v4 }, first))
 }
 
 #[inline(always)]
 pub fn is_blocked_v4(addr: [u8; 4]) -> bool {
-    IMDS_BLOCKED_V4.get(Key::new(32, addr)).is_some()
+    may_be_blocked(false, addr[0]) && IMDS_BLOCKED_V4.get(Key::new(32, addr)).is_some()
 }
 
 #[inline(always)]
 pub fn is_blocked_v6(addr: [u8; 16]) -> bool {
-    IMDS_BLOCKED_V6.get(Key::new(128, addr)).is_some()
+    may_be_blocked(true, addr[0]) && IMDS_BLOCKED_V6.get(Key::new(128, addr)).is_some()
 }
 
 /// The configured `MODE_*`. A missing entry cannot happen for an array map, but if it
@@ -67,7 +97,7 @@ pub fn on_blocked(origin: &impl Origin, dst: &Destination) -> i32 {
     if mode == MODE_OFF {
         return ALLOW;
     }
-    if is_allowed(origin) {
+    if origin.is_allowed() {
         bump(&IMDS_STATS, STAT_ALLOWED);
         return ALLOW;
     }
@@ -79,25 +109,6 @@ pub fn on_blocked(origin: &impl Origin, dst: &Destination) -> i32 {
     bump(&IMDS_STATS, stat);
     report(origin, dst, verdict);
     ret
-}
-
-/// Whether the origin's cgroup or one of its ancestors is an allowed pod's cgroup. The
-/// walk starts below the root; a pod's containers inherit its allowance because the pod
-/// cgroup is their ancestor, and nothing inside a pod can change which cgroup it is in.
-#[inline(always)]
-fn is_allowed(origin: &impl Origin) -> bool {
-    let mut level = 1;
-    while level < MAX_CGROUP_DEPTH {
-        let id = origin.ancestor_cgroup_id(level);
-        if id == 0 {
-            return false;
-        }
-        if IMDS_ALLOWED.get_ptr(id).is_some() {
-            return true;
-        }
-        level += 1;
-    }
-    false
 }
 
 /// Counts the attempt and reports it unless this (cgroup, destination, verdict) was
@@ -160,7 +171,7 @@ fn report(origin: &impl Origin, dst: &Destination, verdict: u32) {
         port: u32::from(dst.port),
         verdict,
         hook: dst.hook,
-        reserved: 0,
+        ifindex: 0,
         addr: dst.addr,
         comm: [0; 16],
     };

@@ -20,6 +20,7 @@ mod maps;
 mod packet;
 mod probes;
 mod sock_addr;
+mod uplink;
 mod wakeup;
 
 #[cfg(not(test))]

@@ -12,7 +12,7 @@ use nodeward_common::exec::{
 };
 use nodeward_common::imds::{
     EVENTS_RING_BYTES, ImdsConfig, ImdsKey, ImdsSeen, MAX_ALLOWED_PODS, MAX_BLOCKED_PREFIXES,
-    MAX_SEEN, STAT_COUNT,
+    MAX_POD_LINKS, MAX_SEEN, Prefilter, STAT_COUNT, UplinkConfig,
 };
 
 #[map]
@@ -23,6 +23,9 @@ pub static IMDS_BLOCKED_V6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(MAX_BLOCKED
 
 #[map]
 pub static IMDS_CONFIG: Array<ImdsConfig> = Array::pinned(1, 0);
+
+#[map]
+pub static IMDS_PREFILTER: Array<Prefilter> = Array::pinned(1, 0);
 
 #[map]
 pub static IMDS_ALLOWED: HashMap<u64, u32> = HashMap::pinned(MAX_ALLOWED_PODS, 0);
@@ -39,6 +42,12 @@ pub static IMDS_EVENTS: RingBuf = RingBuf::pinned(EVENTS_RING_BYTES, 0);
 
 #[map]
 pub static IMDS_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
+
+#[map]
+pub static IMDS_UPLINK: Array<UplinkConfig> = Array::pinned(1, 0);
+
+#[map]
+pub static IMDS_POD_LINKS: HashMap<u32, u64> = HashMap::pinned(MAX_POD_LINKS, 0);
 
 #[map]
 pub static EXEC_CONFIG: Array<ExecConfig> = Array::with_max_entries(1, 0);

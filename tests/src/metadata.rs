@@ -1,11 +1,12 @@
 //! The pod metadata file an agent reads without a cluster (`pods: {file: PATH}` in its
-//! config): `{pods: [{uid, name, namespace, serviceAccount, labels, hostNetwork}]}`.
+//! config): `{pods: [{uid, name, namespace, serviceAccount, labels, hostNetwork, podIPs}]}`.
 
 use std::path::Path;
 
 use serde_json::json;
 
 use crate::node::SimNode;
+use crate::pod::SimPod;
 
 impl SimNode {
     /// The pod metadata file's contents for the node's current pods.
@@ -25,6 +26,7 @@ impl SimNode {
                     "serviceAccount": pod.service_account(),
                     "labels": pod.labels(),
                     "hostNetwork": pod.is_host_network(),
+                    "podIPs": pod_ips(pod),
                 })
             })
             .collect();
@@ -40,4 +42,15 @@ impl SimNode {
         std::fs::rename(&tmp, path)
             .unwrap_or_else(|e| panic!("rename {} to {}: {e}", tmp.display(), path.display()));
     }
+}
+
+/// What `status.podIPs` says: the pod's own addresses, or none for a hostNetwork pod
+/// (whose addresses are the node's and lead to no pod interface).
+fn pod_ips(pod: &SimPod) -> Vec<String> {
+    if pod.is_host_network() {
+        return Vec::new();
+    }
+    let v4 = pod.ipv4().map(|a| a.to_string());
+    let v6 = pod.ipv6().map(|a| a.to_string());
+    v4.into_iter().chain(v6).collect()
 }

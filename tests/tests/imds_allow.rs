@@ -200,3 +200,41 @@ fn audit_reports_without_refusing_and_modes_change_live() {
         "and does not stop the agent"
     );
 }
+
+#[test]
+fn blocked_prefixes_change_live() {
+    if !require_root("blocked_prefixes_change_live") {
+        return;
+    }
+    let node = SimNode::builder()
+        .pod(PodSpec::new("web").namespace("shop"))
+        .build();
+    let stack = Stack::start(node, nodeward_testkit::stack::AgentSpec::with_pods_file);
+    let web = stack.node.pod("web");
+    wait_enforced(&web);
+    // The simulated metadata service's link address: nothing listens there, so a
+    // connection is refused by the peer (not by nodeward) until its prefix is blocked.
+    // Its first byte is one no default prefix starts with, so the prefilter must change.
+    let (link, imds) = ("10.254.0.2", IMDS_V4.to_string());
+    let peer_refused = |got: &nodeward_testkit::ProbeResult| !got.ok && !got.is_denied();
+    assert!(peer_refused(&connect(&web, link, 80)));
+
+    let spec = stack
+        .spec
+        .clone()
+        .imds("blockedCidrs: [169.254.169.254/32, fd00:ec2::254/128, 10.254.0.0/16]");
+    stack.agent.rewrite_config(&stack.node, &spec);
+    wait_until(
+        Duration::from_secs(10),
+        "the new prefix to be blocked",
+        || connect(&web, link, 80).is_denied().then_some(()),
+    );
+    assert!(connect(&web, &imds, 80).is_denied(), "the old ones stay");
+
+    let spec = stack.spec.clone().imds("mode: enforce");
+    stack.agent.rewrite_config(&stack.node, &spec);
+    wait_until(Duration::from_secs(10), "the prefix to be released", || {
+        peer_refused(&connect(&web, link, 80)).then_some(())
+    });
+    assert!(connect(&web, &imds, 80).is_denied(), "the defaults stay");
+}

@@ -9,10 +9,12 @@ mod sys;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapError},
-    programs::{CgroupSkb, CgroupSockAddr, Program, ProgramError},
+    programs::{CgroupSkb, CgroupSockAddr, Program, ProgramError, SchedClassifier},
 };
 
-pub use self::pins::{Pins, attach_pinned, remove_all};
+pub use self::pins::{
+    InterfaceLinks, Pins, attach_pinned, remove_all, sync_interface_links, tcx_egress_link,
+};
 
 /// Built by build.rs from the `nodeward-ebpf` crate.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nodeward"));
@@ -73,6 +75,15 @@ impl Loadable for CgroupSockAddr {
 }
 
 impl Loadable for CgroupSkb {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+    fn from_program(program: &mut Program) -> Result<&mut Self, ProgramError> {
+        program.try_into()
+    }
+}
+
+impl Loadable for SchedClassifier {
     fn load_program(&mut self) -> Result<(), ProgramError> {
         self.load()
     }

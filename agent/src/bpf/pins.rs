@@ -5,8 +5,12 @@
 //! pods are unguarded and never a second copy of a program on the cgroup.
 
 use std::{
+    collections::BTreeSet,
     fs,
-    os::{fd::AsFd, unix::fs::DirBuilderExt as _},
+    os::{
+        fd::{AsFd, BorrowedFd, OwnedFd},
+        unix::fs::DirBuilderExt as _,
+    },
     path::{Path, PathBuf},
 };
 
@@ -134,7 +138,8 @@ pub fn attach_pinned(
     }
     // Attach to the new cgroup first, then swing the pin over and detach the old link,
     // so the new cgroup is never unguarded.
-    let staging = pins.links().join(format!("{name}.new"));
+    // bpffs refuses dots in names (EPERM; they are reserved for the kernel's own files).
+    let staging = pins.links().join(format!("{name}_new"));
     let _ = fs::remove_file(&staging);
     attach()?
         .pin(&staging)
@@ -151,6 +156,95 @@ pub fn attach_pinned(
         "moved pinned link to the configured cgroup"
     );
     Ok(Attached::Moved)
+}
+
+/// What `sync_interface_links` changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InterfaceLinks {
+    /// Interfaces that got a new link.
+    pub attached: Vec<u32>,
+    /// Pinned links an earlier agent left on a wanted interface, now running `program`.
+    pub adopted: Vec<u32>,
+    /// Links detached because their interface no longer needs (or no longer has) one.
+    pub detached: Vec<u32>,
+}
+
+/// Makes `program` run at tcx egress on exactly the interfaces in `wanted`, through links
+/// pinned as `<name>_if<ifindex>`. `attach` creates a link (see [`tcx_egress_link`]) where
+/// none is pinned; it must do so in the interfaces' network namespace, where the kernel
+/// resolves their indexes (pinning, on the other hand, fails with EPERM from a thread in
+/// another namespace, so it happens here). `current` holds the interfaces this agent
+/// already put `program` on and is kept up to date, so a steady state costs one
+/// directory listing.
+pub fn sync_interface_links(
+    pins: &Pins,
+    name: &str,
+    program: BorrowedFd<'_>,
+    wanted: &BTreeSet<u32>,
+    current: &mut BTreeSet<u32>,
+    mut attach: impl FnMut(u32) -> anyhow::Result<OwnedFd>,
+) -> anyhow::Result<InterfaceLinks> {
+    let mut changes = InterfaceLinks::default();
+    let dir = pins.links();
+    let prefix = format!("{name}_if");
+    let mut pinned = BTreeSet::new();
+    let entries = fs::read_dir(&dir)
+        .map_err(|e| anyhow::Error::new(e).context(format!("listing {}", dir.display())))?;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(ifindex) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let link = sys::obj_get(&path).map_err(|e| {
+            anyhow::Error::new(e).context(format!("opening pinned link {}", path.display()))
+        })?;
+        // A link whose interface went away is defunct (ifindex 0); its index may since
+        // name another interface, so it is replaced, never trusted.
+        let live = sys::tcx_link_ifindex(&link).is_ok_and(|i| i == ifindex);
+        if live && wanted.contains(&ifindex) {
+            if !current.contains(&ifindex) {
+                sys::link_update(link.as_fd(), program).map_err(|e| {
+                    anyhow::Error::new(e)
+                        .context(format!("replacing the program of link {}", path.display()))
+                })?;
+                current.insert(ifindex);
+                changes.adopted.push(ifindex);
+            }
+            pinned.insert(ifindex);
+            continue;
+        }
+        if live && let Err(err) = sys::link_detach(link.as_fd()) {
+            warn!(link = %path.display(), error = %err, "detaching a link no longer needed failed");
+        }
+        fs::remove_file(&path)
+            .map_err(|e| anyhow::Error::new(e).context(format!("removing {}", path.display())))?;
+        current.remove(&ifindex);
+        changes.detached.push(ifindex);
+    }
+    for &ifindex in wanted.difference(&pinned) {
+        let link = attach(ifindex)
+            .map_err(|e| e.context(format!("attaching {name} to interface {ifindex}")))?;
+        let path = dir.join(format!("{prefix}{ifindex}"));
+        if let Err(err) = sys::obj_pin(link.as_fd(), &path) {
+            let _ = sys::link_detach(link.as_fd());
+            return Err(anyhow::Error::new(err).context(format!("pinning {}", path.display())));
+        }
+        current.insert(ifindex);
+        changes.attached.push(ifindex);
+    }
+    current.retain(|i| wanted.contains(i));
+    Ok(changes)
+}
+
+/// A tcx egress link of `program` on interface `ifindex` of the calling thread's network
+/// namespace, ahead of the programs already there.
+pub fn tcx_egress_link(program: BorrowedFd<'_>, ifindex: u32) -> std::io::Result<OwnedFd> {
+    sys::tcx_egress_link(program, ifindex)
 }
 
 /// Detaches every pinned link and removes every pin under `base`; returns what was

@@ -1,6 +1,7 @@
-//! The few bpf(2) commands aya 0.14 does not expose for cgroup links: opening a pinned
-//! link, replacing its program in place, reading which cgroup it is attached to, and
-//! detaching it. The attribute layouts come from aya-obj's generated kernel bindings.
+//! The few bpf(2) commands aya 0.14 does not expose for links: opening a pinned link,
+//! replacing its program in place, reading which cgroup or interface it is attached to,
+//! detaching it, and creating a tcx link from a thread in another network namespace (aya
+//! resolves interface names in the caller's). The attribute layouts come from aya-obj's generated kernel bindings.
 
 use std::{
     ffi::CString,
@@ -9,7 +10,7 @@ use std::{
     path::Path,
 };
 
-use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_link_info};
+use aya_obj::generated::{BPF_F_BEFORE, bpf_attach_type, bpf_attr, bpf_cmd, bpf_link_info};
 
 /// A cgroup link as the kernel describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,16 @@ pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `BPF_OBJ_PIN`: pins the object behind `fd` at `path` on a bpffs.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pin path contains a NUL byte"))?;
+    let mut attr = zeroed();
+    attr.__bindgen_anon_4.pathname = path.as_ptr() as u64;
+    attr.__bindgen_anon_4.bpf_fd = raw(fd);
+    bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr).map(drop)
+}
+
 /// `BPF_LINK_UPDATE`: swaps the link's program for `program` atomically; the hook is
 /// never without a program.
 pub fn link_update(link: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::Result<()> {
@@ -73,13 +84,7 @@ pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
 
 /// `BPF_OBJ_GET_INFO_BY_FD` on a cgroup link.
 pub fn cgroup_link_info(link: impl AsFd) -> io::Result<CgroupLinkInfo> {
-    // SAFETY: bpf_link_info is a plain C struct of integers and unions of integers.
-    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
-    let mut attr = zeroed();
-    attr.info.bpf_fd = raw(link.as_fd());
-    attr.info.info_len = u32::try_from(size_of::<bpf_link_info>()).expect("small struct");
-    attr.info.info = std::ptr::from_mut(&mut info) as u64;
-    bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let info = link_info(link.as_fd())?;
     // SAFETY: for cgroup links the kernel fills the `cgroup` member of the union.
     let cgroup_id = unsafe { info.__bindgen_anon_1.cgroup.cgroup_id };
     Ok(CgroupLinkInfo {
@@ -87,6 +92,39 @@ pub fn cgroup_link_info(link: impl AsFd) -> io::Result<CgroupLinkInfo> {
         program_id: info.prog_id,
         cgroup_id,
     })
+}
+
+/// `BPF_LINK_CREATE` of a tcx egress link on interface `ifindex` of the calling thread's
+/// network namespace, ahead of every program already there: a program before it that
+/// ends the chain (`TCX_PASS`) must not let a packet skip it.
+pub fn tcx_egress_link(program: BorrowedFd<'_>, ifindex: u32) -> io::Result<OwnedFd> {
+    let mut attr = zeroed();
+    attr.link_create.__bindgen_anon_1.prog_fd = raw(program);
+    attr.link_create.__bindgen_anon_2.target_ifindex = ifindex;
+    attr.link_create.attach_type = bpf_attach_type::BPF_TCX_EGRESS as u32;
+    attr.link_create.flags = BPF_F_BEFORE;
+    let fd = bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)?;
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("fd out of range"))?;
+    // SAFETY: the kernel just returned this new file descriptor to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The interface a tcx link is on; 0 once the interface is gone (the link is defunct).
+pub fn tcx_link_ifindex(link: impl AsFd) -> io::Result<u32> {
+    let info = link_info(link.as_fd())?;
+    // SAFETY: for tcx links the kernel fills the `tcx` member of the union.
+    Ok(unsafe { info.__bindgen_anon_1.tcx.ifindex })
+}
+
+fn link_info(link: BorrowedFd<'_>) -> io::Result<bpf_link_info> {
+    // SAFETY: bpf_link_info is a plain C struct of integers and unions of integers.
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut attr = zeroed();
+    attr.info.bpf_fd = raw(link);
+    attr.info.info_len = u32::try_from(size_of::<bpf_link_info>()).expect("small struct");
+    attr.info.info = std::ptr::from_mut(&mut info) as u64;
+    bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info)
 }
 
 fn raw(fd: BorrowedFd<'_>) -> u32 {

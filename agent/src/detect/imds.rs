@@ -5,7 +5,10 @@ use std::net::IpAddr;
 
 use nodeward_common::{
     AF_INET,
-    imds::{HOOK_CONNECT4, HOOK_CONNECT6, HOOK_EGRESS, HOOK_NONE, ImdsEvent, VERDICT_AUDITED},
+    imds::{
+        HOOK_CONNECT4, HOOK_CONNECT6, HOOK_EGRESS, HOOK_FORWARDED, HOOK_NONE, HOOK_UPLINK,
+        ImdsEvent, VERDICT_AUDITED,
+    },
 };
 use nodeward_proto::model::{
     Category, Container, Destination, Finding, Process, Protocol, Severity, Verdict,
@@ -61,7 +64,13 @@ impl Detector {
         };
         let comm = crate::findings::comm(&event.comm);
         // The exec sensor remembers what ran; /proc only knows processes still alive.
-        let process = (event.hook != HOOK_EGRESS && event.hook != HOOK_NONE).then(|| {
+        // Packets carry no trustworthy process: egress runs wherever the packet happens
+        // to be sent from, a forwarded one has left its sender's namespace.
+        let from_process = !matches!(
+            event.hook,
+            HOOK_EGRESS | HOOK_FORWARDED | HOOK_UPLINK | HOOK_NONE
+        );
+        let process = from_process.then(|| {
             if let Some(exec) = self.processes.get(event.pid) {
                 Process {
                     uid: event.uid,
@@ -90,17 +99,7 @@ impl Detector {
             (None, _, Some(e)) => format!("cgroup {}", e.path),
             (None, _, None) => format!("cgroup id {}", event.cgroup_id),
         };
-        let actor = match event.hook {
-            HOOK_EGRESS => format!("a raw socket in {who}"),
-            HOOK_NONE => format!("processes in {who}"),
-            _ => format!("{comm} (pid {}) in {who}", event.pid),
-        };
-        let action = match event.hook {
-            HOOK_CONNECT4 | HOOK_CONNECT6 => "tried to connect to".to_owned(),
-            HOOK_EGRESS => "sent a packet to".to_owned(),
-            HOOK_NONE => format!("made {count} attempts to reach"),
-            _ => "sent a datagram to".to_owned(),
-        };
+        let (actor, action) = attempt(event, &who, &comm, count);
         let outcome = if verdict == Verdict::Audited {
             "allowed by audit mode"
         } else {
@@ -132,6 +131,28 @@ impl Detector {
             )
         }
     }
+}
+
+/// Who made the attempt and what they did, in words.
+fn attempt(event: &ImdsEvent, who: &str, comm: &str, count: u64) -> (String, String) {
+    let actor = match event.hook {
+        HOOK_EGRESS => format!("a raw socket in {who}"),
+        HOOK_UPLINK => format!("a packet socket in {who}"),
+        HOOK_FORWARDED if event.cgroup_id == 0 => format!(
+            "a packet forwarded from node interface {}, where no known pod is,",
+            event.ifindex
+        ),
+        HOOK_FORWARDED => format!("{who}, through node interface {},", event.ifindex),
+        HOOK_NONE => format!("processes in {who}"),
+        _ => format!("{comm} (pid {}) in {who}", event.pid),
+    };
+    let action = match event.hook {
+        HOOK_CONNECT4 | HOOK_CONNECT6 => "tried to connect to".to_owned(),
+        HOOK_EGRESS | HOOK_UPLINK | HOOK_FORWARDED => "sent a packet to".to_owned(),
+        HOOK_NONE => format!("made {count} attempts to reach"),
+        _ => "sent a datagram to".to_owned(),
+    };
+    (actor, action)
 }
 
 fn address(event: &ImdsEvent) -> IpAddr {

@@ -21,6 +21,7 @@ fn meta() -> PodMeta {
         service_account: "web".into(),
         labels: [("app".to_owned(), "web".to_owned())].into(),
         host_network: false,
+        pod_ips: Vec::new(),
         owner: None,
         containers: vec![ContainerMeta {
             name: "web".into(),
@@ -193,7 +194,10 @@ fn repeats_are_folded_and_shutdown_flushes_them() {
 mod imds {
     use nodeward_common::{
         AF_INET6,
-        imds::{HOOK_CONNECT6, HOOK_EGRESS, HOOK_SENDMSG6, ImdsEvent, VERDICT_BLOCKED},
+        imds::{
+            HOOK_CONNECT6, HOOK_EGRESS, HOOK_FORWARDED, HOOK_SENDMSG6, HOOK_UPLINK, ImdsEvent,
+            VERDICT_BLOCKED,
+        },
     };
     use nodeward_proto::model::{Category, Protocol, Severity, Verdict};
 
@@ -213,7 +217,7 @@ mod imds {
             port: 80,
             verdict: VERDICT_BLOCKED,
             hook,
-            reserved: 0,
+            ifindex: 0,
             addr: "fd00:ec2::254"
                 .parse::<std::net::Ipv6Addr>()
                 .unwrap()
@@ -288,6 +292,53 @@ mod imds {
         assert!(finding.pod.is_none() && finding.process.is_none());
         assert!(
             finding.summary.contains("raw socket in cgroup id 77"),
+            "{}",
+            finding.summary
+        );
+    }
+
+    #[test]
+    fn packets_the_node_saw_name_the_pod_and_the_interface_but_no_process() {
+        let root = tempfile::tempdir().unwrap();
+        let cgroup = tree(root.path());
+        let pod_cgroup =
+            std::fs::metadata(root.path().join(format!("kubepods/besteffort/pod{UID}")))
+                .unwrap()
+                .ino();
+        let (mut detector, _tx) = detector(root.path(), Some(meta()), true);
+
+        let mut forwarded = event(pod_cgroup, 0, HOOK_FORWARDED);
+        forwarded.ifindex = 7;
+        let finding = detector.imds(&forwarded, 2);
+        assert_eq!(finding.pod.unwrap().name, "web-1");
+        assert!(finding.container.is_none() && finding.process.is_none());
+        assert!(
+            finding
+                .summary
+                .starts_with("pod shop/web-1, through node interface 7, sent a packet to"),
+            "{}",
+            finding.summary
+        );
+
+        let mut stranger = event(0, 0, HOOK_FORWARDED);
+        stranger.ifindex = 9;
+        let finding = detector.imds(&stranger, 1);
+        assert!(finding.pod.is_none() && finding.process.is_none());
+        assert!(
+            finding
+                .summary
+                .contains("node interface 9, where no known pod is"),
+            "{}",
+            finding.summary
+        );
+
+        let finding = detector.imds(&event(cgroup, 0, HOOK_UPLINK), 1);
+        assert_eq!(finding.container.unwrap().id, CID);
+        assert!(finding.process.is_none());
+        assert!(
+            finding
+                .summary
+                .contains("a packet socket in pod shop/web-1"),
             "{}",
             finding.summary
         );

@@ -95,7 +95,7 @@ fn unreported(key: &ImdsKey, seen: &ImdsSeen) -> ImdsEvent {
         port: key.port,
         verdict: key.verdict,
         hook: HOOK_NONE,
-        reserved: 0,
+        ifindex: 0,
         addr: key.addr,
         comm: [0; 16],
     }

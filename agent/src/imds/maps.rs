@@ -9,7 +9,7 @@ use aya::{
 };
 use ipnet::IpNet;
 use nodeward_common::imds::{
-    self as shared, ImdsConfig as KernelConfig, MODE_AUDIT, MODE_ENFORCE, MODE_OFF,
+    self as shared, ImdsConfig as KernelConfig, MODE_AUDIT, MODE_ENFORCE, MODE_OFF, Prefilter,
 };
 
 use crate::{
@@ -22,6 +22,7 @@ pub struct ImdsMaps {
     blocked_v4: LpmTrie<MapData, [u8; 4], u32>,
     blocked_v6: LpmTrie<MapData, [u8; 16], u32>,
     config: Array<MapData, KernelConfig>,
+    prefilter: Array<MapData, Prefilter>,
     allowed: HashMap<MapData, u64, u32>,
 }
 
@@ -31,12 +32,32 @@ impl ImdsMaps {
             blocked_v4: bpf::take_map(ebpf, shared::MAP_BLOCKED_V4)?,
             blocked_v6: bpf::take_map(ebpf, shared::MAP_BLOCKED_V6)?,
             config: bpf::take_map(ebpf, shared::MAP_CONFIG)?,
+            prefilter: bpf::take_map(ebpf, shared::MAP_PREFILTER)?,
             allowed: bpf::take_map(ebpf, shared::MAP_ALLOWED)?,
         })
     }
 
-    /// Makes the blocked tries hold exactly `cidrs`.
+    /// Makes the blocked tries hold exactly `cidrs`, and the prefilter describe them. While
+    /// the tries change, the prefilter covers both the old and the new prefixes.
     pub fn set_blocked(&mut self, cidrs: &[IpNet]) -> Result<(), BpfError> {
+        let err = || bpf::map_err(shared::MAP_PREFILTER);
+        let wanted = prefilter(cidrs);
+        let old = self.prefilter.get(&0, 0).map_err(err())?;
+        if old.valid != 0 {
+            let mut both = old;
+            for (word, new) in both.v4.iter_mut().zip(wanted.v4) {
+                *word |= new;
+            }
+            for (word, new) in both.v6.iter_mut().zip(wanted.v6) {
+                *word |= new;
+            }
+            self.prefilter.set(0, both, 0).map_err(err())?;
+        }
+        self.set_tries(cidrs)?;
+        self.prefilter.set(0, wanted, 0).map_err(err())
+    }
+
+    fn set_tries(&mut self, cidrs: &[IpNet]) -> Result<(), BpfError> {
         let mut v4 = BTreeSet::new();
         let mut v6 = BTreeSet::new();
         for net in cidrs {
@@ -76,6 +97,25 @@ impl ImdsMaps {
         }
         Ok(())
     }
+}
+
+/// The first bytes `cidrs` cover.
+fn prefilter(cidrs: &[IpNet]) -> Prefilter {
+    let mut filter = Prefilter {
+        valid: 1,
+        ..Prefilter::default()
+    };
+    for net in cidrs {
+        match net.trunc() {
+            IpNet::V4(n) => {
+                Prefilter::mark(&mut filter.v4, n.network().octets()[0], n.prefix_len());
+            }
+            IpNet::V6(n) => {
+                Prefilter::mark(&mut filter.v6, n.network().octets()[0], n.prefix_len());
+            }
+        }
+    }
+    filter
 }
 
 /// Inserts the wanted prefixes, then removes the others.

@@ -1,30 +1,41 @@
-//! IMDS enforcement. Programs on the pod cgroup guard every way out of a pod towards the
-//! blocked prefixes: `connect4`/`connect6` (TCP, connected UDP, TCP Fast Open),
-//! `sendmsg4`/`sendmsg6` (unconnected UDP) and `cgroup_skb/egress` (raw sockets). They
-//! apply to every pod whatever its network, hostNetwork pods included, and to pods and
-//! containers created later, since cgroup programs reach all descendants. Links and maps
-//! are pinned: enforcement stays when the agent stops, and a new agent adopts it.
+//! IMDS enforcement. Programs on the pod cgroup guard every socket way out of a pod
+//! towards the blocked prefixes: `connect4`/`connect6` (TCP, connected UDP, TCP Fast
+//! Open), `sendmsg4`/`sendmsg6` (unconnected UDP) and `cgroup_skb/egress` (raw sockets).
+//! They apply to every pod whatever its network, hostNetwork pods included, and to pods
+//! and containers created later, since cgroup programs reach all descendants. What no
+//! socket hook sees (frames written on packet sockets) is judged on the node's side, at
+//! tcx egress of the interfaces that lead to the blocked prefixes (`node_guard`). Links
+//! and maps are pinned: enforcement stays when the agent stops, and a new agent adopts it.
 
 mod events;
 mod maps;
+mod node_guard;
 mod reconcile;
 
-use std::{os::unix::fs::MetadataExt as _, path::PathBuf, sync::Arc};
+use std::{
+    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    maps::{PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, links::FdLink},
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SchedClassifier,
+        links::FdLink,
+    },
 };
 use nodeward_common::imds as shared;
 use tokio::{io::unix::AsyncFd, sync::watch};
 use tracing::info;
 
-use self::{maps::ImdsMaps, reconcile::Reconciler};
+use self::{maps::ImdsMaps, node_guard::NodeGuard, reconcile::Reconciler};
 use crate::{
-    bpf, caps,
-    cgroup::open_cgroup,
+    bpf::{self, Pins},
+    caps,
+    cgroup::{self, open_cgroup},
     config::Config,
     identity::CgroupIndex,
     module::{Module, ModuleContext},
@@ -64,6 +75,49 @@ impl ImdsEnforcer {
     }
 }
 
+impl ImdsEnforcer {
+    /// Loads the node-side program and fills what it reads about the pod cgroup; the
+    /// reconciler attaches it (and keeps it attached) on every pass.
+    fn node_guard(
+        &self,
+        ebpf: &mut Ebpf,
+        pins: &Pins,
+        config: &Config,
+    ) -> anyhow::Result<NodeGuard> {
+        let program = bpf::load_program::<SchedClassifier>(ebpf, shared::PROG_UPLINK)?;
+        let program = program
+            .fd()?
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the uplink program's fd")?;
+        let (level, id) = cgroup::level_and_id(&self.cgroup_root, &self.pod_cgroup)
+            .with_context(|| format!("reading {}", self.pod_cgroup.display()))?;
+        let mut uplink: Array<_, shared::UplinkConfig> = bpf::take_map(ebpf, shared::MAP_UPLINK)?;
+        uplink
+            .set(
+                0,
+                shared::UplinkConfig {
+                    pod_cgroup_id: id,
+                    pod_cgroup_level: level,
+                    reserved: 0,
+                },
+                0,
+            )
+            .map_err(bpf::map_err(shared::MAP_UPLINK))?;
+        let host_netns = config
+            .host_netns
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_HOST_NETNS));
+        Ok(NodeGuard::new(
+            program,
+            pins.clone(),
+            host_netns,
+            bpf::take_map(ebpf, shared::MAP_POD_LINKS)?,
+            CgroupIndex::new(self.cgroup_root.clone(), self.pod_cgroup.clone()),
+        ))
+    }
+}
+
 impl Module for ImdsEnforcer {
     fn name(&self) -> &'static str {
         "imds"
@@ -85,7 +139,8 @@ impl Module for ImdsEnforcer {
 
         // The maps are right before any program runs, whether they are new or adopted.
         let index = CgroupIndex::new(self.cgroup_root.clone(), self.pod_cgroup.clone());
-        let mut reconciler = Reconciler::new(ImdsMaps::take(ebpf)?, index);
+        let guard = self.node_guard(ebpf, pins, &config)?;
+        let mut reconciler = Reconciler::new(ImdsMaps::take(ebpf)?, index, Some(guard));
         reconciler.apply(&config.imds, &self.pods.borrow())?;
 
         let cgroup = open_cgroup(&self.pod_cgroup)?;

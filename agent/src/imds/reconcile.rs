@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::maps::ImdsMaps;
+use super::{maps::ImdsMaps, node_guard::NodeGuard};
 use crate::{
     config::{Config, ImdsConfig, ImdsMode},
     identity::CgroupIndex,
@@ -21,6 +21,8 @@ use crate::{
 const PENDING_RETRY: Duration = Duration::from_secs(1);
 /// How often to rescan anyway, to drop allowances of pods that went away.
 const REFRESH: Duration = Duration::from_secs(30);
+/// How often the node-side guard rereads the routes (new interfaces, moved pods).
+const GUARD_RESCAN: Duration = Duration::from_secs(2);
 
 pub struct Reconciler {
     maps: ImdsMaps,
@@ -30,10 +32,11 @@ pub struct Reconciler {
     allowed: Option<BTreeSet<u64>>,
     /// Allowed pods whose cgroup was not found.
     pending: usize,
+    guard: Option<NodeGuard>,
 }
 
 impl Reconciler {
-    pub fn new(maps: ImdsMaps, index: CgroupIndex) -> Self {
+    pub fn new(maps: ImdsMaps, index: CgroupIndex, guard: Option<NodeGuard>) -> Self {
         Self {
             maps,
             index,
@@ -41,6 +44,7 @@ impl Reconciler {
             cidrs: None,
             allowed: None,
             pending: 0,
+            guard,
         }
     }
 
@@ -55,6 +59,11 @@ impl Reconciler {
             self.maps.set_mode(config.mode)?;
             info!(mode = ?config.mode, "IMDS mode set");
             self.mode = Some(config.mode);
+        }
+        // Pods' interfaces before their allowances: an allowance the node side cannot yet
+        // attribute stays closed there, never the reverse.
+        if let Some(guard) = &mut self.guard {
+            guard.sync(&config.blocked_cidrs, pods);
         }
         let mut allowed = BTreeSet::new();
         let mut names = Vec::new();
@@ -96,11 +105,14 @@ impl Reconciler {
         let mut pods_open = true;
         let mut since_refresh = Duration::ZERO;
         loop {
-            let retry = if self.pending > 0 {
+            let mut retry = if self.pending > 0 {
                 PENDING_RETRY
             } else {
                 REFRESH.saturating_sub(since_refresh)
             };
+            if self.guard.is_some() {
+                retry = retry.min(GUARD_RESCAN);
+            }
             tokio::select! {
                 () = token.cancelled() => return Ok(()),
                 changed = config.changed(), if config_open => config_open = changed.is_ok(),
@@ -116,7 +128,8 @@ impl Reconciler {
             }
             let imds = config.borrow().imds.clone();
             let snapshot = pods.borrow().clone();
-            if let Err(err) = self.apply(&imds, &snapshot) {
+            // Cgroup scans, netlink and a thread in the node's namespace: blocking work.
+            if let Err(err) = tokio::task::block_in_place(|| self.apply(&imds, &snapshot)) {
                 warn!(
                     error = format!("{err:#}"),
                     "updating IMDS enforcement state failed"

@@ -60,11 +60,24 @@ impl TryFrom<&Pod> for PodMeta {
             namespace,
             service_account,
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+            pod_ips: pod_ips(pod),
             owner,
             containers: containers(pod),
             labels,
         })
     }
+}
+
+/// `status.podIPs` that parse as addresses (the API server validates them; anything else
+/// is skipped rather than failing the whole pod).
+fn pod_ips(pod: &Pod) -> Vec<std::net::IpAddr> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.ip.parse().ok())
+        .collect()
 }
 
 /// The workload a person would name: a Deployment's pods are owned by a ReplicaSet the

@@ -7,3 +7,4 @@ mod exec;
 mod host_egress;
 mod sendmsg4;
 mod sendmsg6;
+mod uplink;

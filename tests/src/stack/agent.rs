@@ -289,11 +289,12 @@ fn write_config(node: &SimNode, spec: &AgentSpec, path: &Path, pods: &Path, node
         },
     );
     let mut yaml = format!(
-        "nodeName: {node_name}\ncgroupRoot: {}\npodCgroupPath: {}\nbpfPinPath: {}\nhttpListen: 127.0.0.1:0\n\
-         collector:\n  endpoint: {}\n  tls: {tls}\n  spoolDir: {}\n",
+        "nodeName: {node_name}\ncgroupRoot: {}\npodCgroupPath: {}\nbpfPinPath: {}\nhostNetns: {}\n\
+         httpListen: 127.0.0.1:0\ncollector:\n  endpoint: {}\n  tls: {tls}\n  spoolDir: {}\n",
         node.cgroup_root().display(),
         node.pod_cgroup_path().display(),
         spec.pins(node).display(),
+        node.node_netns().path().display(),
         spec.endpoint,
         spec.dir(node).join("spool").display(),
     );

@@ -139,7 +139,15 @@ pub fn check_agent(docs: &[Doc]) {
         Some(true),
         "posture reads the kubelet's /proc"
     );
-    assert_ne!(pod.host_network, Some(true));
+    if pod.host_network == Some(true) {
+        // components/node-guard: the node's network namespace, and cluster DNS kept.
+        assert_eq!(
+            pod.dns_policy.as_deref(),
+            Some("ClusterFirstWithHostNet"),
+            "a hostNetwork agent must still resolve the collector's Service"
+        );
+        check_collector_admits_host_network_agents(docs);
+    }
     assert_eq!(
         pod.priority_class_name.as_deref(),
         Some("system-node-critical")
@@ -157,6 +165,29 @@ pub fn check_agent(docs: &[Doc]) {
     }
     check_agent_privileges(&pod);
     check_agent_config(docs, &pod);
+}
+
+/// Agents on the host network have no pod IP: the collector's policy must admit them by
+/// address, next to the SOC clients.
+fn check_collector_admits_host_network_agents(docs: &[Doc]) {
+    let policy: NetworkPolicy = need(docs, "NetworkPolicy", "nodeward-collector");
+    let rules = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
+    let grpc = rules
+        .iter()
+        .find(|r| {
+            r.ports
+                .iter()
+                .flatten()
+                .any(|p| p.port == Some(IntOrString::String("grpc".to_owned())))
+        })
+        .expect("an ingress rule for the collector's gRPC port");
+    assert!(
+        grpc.from
+            .iter()
+            .flatten()
+            .any(|peer| peer.ip_block.is_some()),
+        "hostNetwork agents are admitted by address"
+    );
 }
 
 /// Not privileged, exactly its capabilities, read-only host mounts but for bpffs and its

@@ -53,6 +53,7 @@ fn every_field_is_taken_from_the_pod() {
             "containers": [{"name": "node", "image": "node:1"}, {"name": "side", "image": "side:1"}],
         },
         "status": {
+            "podIPs": [{"ip": "10.0.3.7"}, {"ip": "2600:1f14::7"}, {"ip": "not-an-address"}],
             "initContainerStatuses": [{"name": "init", "image": "init:1", "imageID": "", "ready": false,
                 "restartCount": 0, "containerID": "containerd://aaa"}],
             "containerStatuses": [{"name": "node", "image": "node:1", "imageID": "", "ready": true,
@@ -68,6 +69,7 @@ fn every_field_is_taken_from_the_pod() {
             service_account: "aws-node".into(),
             labels: [("k8s-app".to_owned(), "aws-node".to_owned())].into(),
             host_network: true,
+            pod_ips: vec!["10.0.3.7".parse().unwrap(), "2600:1f14::7".parse().unwrap()],
             owner: None,
             containers: vec![
                 ContainerMeta {

@@ -5,6 +5,7 @@
 //! and exit 1. Bad arguments exit 2 with clap's usage message.
 
 mod http;
+mod packet;
 mod raw;
 mod storm;
 mod tfo;
@@ -40,6 +41,9 @@ enum Probe {
     TcpFastopen(tfo::TcpFastOpenArgs),
     /// Send an ICMP echo request from a raw socket.
     RawSend(raw::RawSendArgs),
+    /// Send UDP datagrams as whole IPv4 packets on an `AF_PACKET` socket, past every
+    /// socket-level hook of the sender.
+    PacketSend(packet::PacketSendArgs),
     /// Run a benchmark workload and report its rate.
     Storm(storm::StormArgs),
     /// Try a TCP connection to each of a range of ports, in order (one distinct
@@ -56,6 +60,7 @@ impl Probe {
             Self::UdpSend(args) => args.run(),
             Self::TcpFastopen(args) => args.run(),
             Self::RawSend(args) => args.run(),
+            Self::PacketSend(args) => args.run(),
             Self::Storm(args) => args.run(),
             Self::ConnectRange(args) => args.run(),
         }
@@ -182,6 +187,10 @@ mod tests {
             Ok(Probe::RawSend(_))
         ));
         assert!(matches!(
+            parse(&["packet-send", "--addr", "169.254.169.254", "--port", "80"]),
+            Ok(Probe::PacketSend(_))
+        ));
+        assert!(matches!(
             parse(&["storm", "udp", "--count", "10"]),
             Ok(Probe::Storm(_))
         ));
@@ -205,6 +214,16 @@ mod tests {
                 "udp-send", "--addr", "::1", "--port", "80", "--mode", "write",
             ],
             &["raw-send"],
+            &["packet-send", "--addr", "fd00:ec2::254", "--port", "80"],
+            &[
+                "packet-send",
+                "--addr",
+                "169.254.169.254",
+                "--port",
+                "80",
+                "--count",
+                "0",
+            ],
             &["storm", "tcp", "--count", "10"],
             &["nope"],
         ] {

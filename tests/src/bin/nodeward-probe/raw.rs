@@ -49,8 +49,9 @@ fn echo_request(kind: u8, v4: bool) -> Vec<u8> {
     packet
 }
 
-/// The Internet checksum (RFC 1071).
-fn checksum(data: &[u8]) -> u16 {
+/// The Internet checksum (RFC 1071), for ICMP here and the IPv4 and UDP headers of
+/// `packet-send`.
+pub fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data
         .chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))

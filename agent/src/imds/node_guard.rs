@@ -1,0 +1,200 @@
+//! The node side of IMDS enforcement (the `imds_uplink` program): keeps it on every
+//! interface of the node's network namespace that routes to a blocked prefix, and tells
+//! it which interface leads to which pod, so a packet the node forwards out of a pod's
+//! namespace is judged as that pod's. Interfaces come and go (the VPC CNI attaches ENIs
+//! as pods arrive), so the routes are read again on every pass.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    os::fd::{AsFd as _, OwnedFd},
+    path::PathBuf,
+};
+
+use anyhow::Context as _;
+use aya::maps::{HashMap, MapData};
+use ipnet::IpNet;
+use nodeward_common::imds as shared;
+use tracing::{info, warn};
+
+use crate::{
+    bpf::{self, Pins},
+    identity::CgroupIndex,
+    netlink, netns,
+    pods::PodSnapshot,
+};
+
+pub struct NodeGuard {
+    program: OwnedFd,
+    pins: Pins,
+    host_netns: PathBuf,
+    pod_links: HashMap<MapData, u32, u64>,
+    index: CgroupIndex,
+    /// Interfaces this agent put the program on.
+    guarded: BTreeSet<u32>,
+    /// What the last pass wrote to `IMDS_POD_LINKS`.
+    links: Option<BTreeMap<u32, u64>>,
+    /// The last pass's failure, so a lasting one is logged once.
+    failing: Option<String>,
+}
+
+/// What one pass found.
+struct Pass {
+    uplinks: BTreeSet<u32>,
+    changes: bpf::InterfaceLinks,
+    links: BTreeMap<u32, u64>,
+    /// Interfaces that lead to more than one pod (a CNI that routes every pod through one
+    /// device): no pod's allowance can be told apart there, so none applies.
+    shared: usize,
+}
+
+impl NodeGuard {
+    pub fn new(
+        program: OwnedFd,
+        pins: Pins,
+        host_netns: PathBuf,
+        pod_links: HashMap<MapData, u32, u64>,
+        index: CgroupIndex,
+    ) -> Self {
+        Self {
+            program,
+            pins,
+            host_netns,
+            pod_links,
+            index,
+            guarded: BTreeSet::new(),
+            links: None,
+            failing: None,
+        }
+    }
+
+    /// One pass; a failure is logged (once while it lasts) and retried on the next, since
+    /// the pod cgroup programs keep enforcing meanwhile.
+    pub fn sync(&mut self, blocked: &[IpNet], pods: &PodSnapshot) {
+        match self.try_sync(blocked, pods) {
+            Ok(()) => {
+                if self.failing.take().is_some() {
+                    info!(netns = %self.host_netns.display(), "node-side IMDS guard recovered");
+                }
+            }
+            Err(err) => {
+                let message = format!("{err:#}");
+                if self.failing.as_ref() != Some(&message) {
+                    warn!(
+                        netns = %self.host_netns.display(),
+                        error = message,
+                        hint = "run the agent in the node's network namespace (hostNetwork: true, deploy/components/node-guard)",
+                        "node-side IMDS guard failed; frames from pods' packet sockets are not checked until it succeeds"
+                    );
+                    self.failing = Some(message);
+                }
+            }
+        }
+    }
+
+    fn try_sync(&mut self, blocked: &[IpNet], pods: &PodSnapshot) -> anyhow::Result<()> {
+        let addresses: Vec<(u64, Vec<IpAddr>)> = pods
+            .values()
+            .filter(|p| !p.host_network && !p.pod_ips.is_empty())
+            .filter_map(|p| Some((self.index.pod_cgroup_id(&p.uid)?, p.pod_ips.clone())))
+            .collect();
+        let (uplinks, (links, shared)) =
+            netns::run_in(&self.host_netns, || -> anyhow::Result<_> {
+                let routes = netlink::routes().context("reading the node's routes")?;
+                let uplinks = netlink::uplinks(&routes, blocked);
+                let links = pod_links(&addresses, &uplinks)?;
+                Ok((uplinks, links))
+            })??;
+        let (program, netns) = (self.program.as_fd(), &self.host_netns);
+        let changes = bpf::sync_interface_links(
+            &self.pins,
+            shared::PROG_UPLINK,
+            program,
+            &uplinks,
+            &mut self.guarded,
+            |ifindex| {
+                Ok(netns::run_in(netns, || {
+                    bpf::tcx_egress_link(program, ifindex)
+                })??)
+            },
+        )?;
+        let pass = Pass {
+            uplinks,
+            changes,
+            links,
+            shared,
+        };
+        if pass.changes != bpf::InterfaceLinks::default() {
+            info!(
+                interfaces = ?pass.uplinks,
+                attached = ?pass.changes.attached,
+                adopted = ?pass.changes.adopted,
+                detached = ?pass.changes.detached,
+                "node-side IMDS guard on the interfaces that lead to the blocked prefixes"
+            );
+        }
+        if self.links.as_ref() != Some(&pass.links) {
+            self.write_links(&pass.links)?;
+            info!(
+                pods = pass.links.len(),
+                shared_interfaces = pass.shared,
+                "node interfaces of pods updated"
+            );
+            self.links = Some(pass.links);
+        }
+        Ok(())
+    }
+
+    /// Makes `IMDS_POD_LINKS` hold exactly `links`: new and changed entries first, then
+    /// the stale ones out (an interface index can be reused by the next pod's link).
+    fn write_links(&mut self, links: &BTreeMap<u32, u64>) -> anyhow::Result<()> {
+        let err = || bpf::map_err(shared::MAP_POD_LINKS);
+        let present: BTreeMap<u32, u64> = self
+            .pod_links
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(err())?;
+        for (ifindex, pod) in links {
+            if present.get(ifindex) != Some(pod) {
+                self.pod_links.insert(ifindex, pod, 0).map_err(err())?;
+            }
+        }
+        for ifindex in present.keys().filter(|i| !links.contains_key(i)) {
+            self.pod_links.remove(ifindex).map_err(err())?;
+        }
+        Ok(())
+    }
+}
+
+/// Which interface leads to each pod: the node's route to the pod's addresses. Interfaces
+/// that also lead to the blocked prefixes, or to several pods, are left out.
+fn pod_links(
+    pods: &[(u64, Vec<IpAddr>)],
+    uplinks: &BTreeSet<u32>,
+) -> anyhow::Result<(BTreeMap<u32, u64>, usize)> {
+    let mut found: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    for (pod, addresses) in pods {
+        for address in addresses {
+            let Some(ifindex) = netlink::route_to(*address)
+                .with_context(|| format!("looking up the route to pod address {address}"))?
+            else {
+                continue;
+            };
+            if ifindex != LOOPBACK && !uplinks.contains(&ifindex) {
+                found.entry(ifindex).or_default().insert(*pod);
+            }
+        }
+    }
+    let shared = found.values().filter(|pods| pods.len() > 1).count();
+    let links = found
+        .into_iter()
+        .filter_map(|(ifindex, pods)| match pods.len() {
+            1 => pods.first().map(|pod| (ifindex, *pod)),
+            _ => None,
+        })
+        .collect();
+    Ok((links, shared))
+}
+
+/// `lo` is interface 1 in every network namespace.
+const LOOPBACK: u32 = 1;

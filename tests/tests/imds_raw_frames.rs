@@ -1,0 +1,134 @@
+//! Frames written on a packet socket (`AF_PACKET`, which containerd's default `CAP_NET_RAW`
+//! allows) pass no socket hook: an ordinary pod's cross its veth and the node forwards
+//! them, a hostNetwork pod's go straight to the device. The node-side guard on the
+//! interfaces that lead to the metadata service drops them, attributes them to the pod,
+//! and lets through what allowlisted pods and the node itself send.
+
+mod common;
+
+use common::{ATTACH_DEADLINE, Stack, wait_enforced};
+use nodeward_testkit::{IMDS_V4, PodSpec, ProbeResult, SimNode, SimPod, require_root, wait_until};
+
+const ALLOW: &str = "allow:\n- podLabels:\n    nodeward.io/imds: allow";
+const FRAMES: usize = 3;
+
+/// Sends `FRAMES` UDP datagrams to IMDS port 80 as whole frames on a packet socket.
+fn send_frames(pod: &SimPod) -> ProbeResult {
+    probe(pod, &packet_send(&[]))
+}
+
+fn packet_send(extra: &[&'static str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "packet-send",
+        "--addr",
+        &IMDS_V4.to_string(),
+        "--port",
+        "80",
+        "--count",
+        &FRAMES.to_string(),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    args.extend(extra.iter().map(ToString::to_string));
+    args
+}
+
+fn probe(pod: &SimPod, args: &[String]) -> ProbeResult {
+    pod.probe(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// ENOBUFS: what a packet socket's send returns when a tc program drops the frame.
+const ENOBUFS: i32 = 105;
+
+#[test]
+fn raw_frames_to_imds_are_dropped_on_the_node_and_reported() {
+    if !require_root("raw_frames_to_imds_are_dropped_on_the_node_and_reported") {
+        return;
+    }
+    let node = SimNode::builder()
+        .pod(PodSpec::new("web").namespace("shop"))
+        .pod(
+            PodSpec::new("cni")
+                .namespace("kube-system")
+                .host_network(true),
+        )
+        .pod(
+            PodSpec::new("legacy")
+                .namespace("ops")
+                .label("nodeward.io/imds", "allow"),
+        )
+        .build();
+    let mut stack = Stack::start(node, |s| s.with_pods_file().imds(ALLOW));
+    let (web, cni, legacy) = (
+        stack.node.pod("web"),
+        stack.node.pod("cni"),
+        stack.node.pod("legacy"),
+    );
+    wait_enforced(&web);
+
+    // An allowlisted pod's frames arrive: the guard knows which node interface is its.
+    // (Waiting covers the guard's first pass after the pods file was read.)
+    let before = stack.node.imds().udp_datagram_count();
+    wait_until(
+        ATTACH_DEADLINE,
+        "the allowlisted pod's frames to arrive",
+        || {
+            let sent = send_frames(&legacy);
+            assert!(sent.ok, "{sent:?}");
+            stack.node.imds().settle();
+            (stack.node.imds().udp_datagram_count() >= before + FRAMES).then_some(())
+        },
+    );
+
+    // So do the node's own.
+    let before = stack.node.imds().udp_datagram_count();
+    let args = packet_send(&[]);
+    let node_frames = stack
+        .node
+        .host_probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(node_frames.ok, "{node_frames:?}");
+    wait_until(ATTACH_DEADLINE, "the node's own frames to arrive", || {
+        (stack.node.imds().udp_datagram_count() >= before + FRAMES).then_some(())
+    });
+
+    // Other pods' frames are dropped, whichever network they have.
+    let before = stack.node.imds().udp_datagram_count();
+    // The ordinary pod's frames leave it (the node drops them once forwarded); the
+    // hostNetwork pod's are dropped on their way onto the device, which the sender sees.
+    let sent = send_frames(&web);
+    assert!(sent.ok, "{sent:?}");
+    // Bypassing the pod's own queueing and tc changes nothing: the node forwards them.
+    let sent = probe(&web, &packet_send(&["--qdisc-bypass"]));
+    assert!(sent.ok, "{sent:?}");
+    let sent = send_frames(&cni);
+    assert_eq!(sent.errno, Some(ENOBUFS), "{sent:?}");
+    let forwarded = stack.wait_imds_finding(&web, "frames forwarded from the pod", |f| {
+        f["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("through node interface"))
+    });
+    let socket = stack.wait_imds_finding(&cni, "frames from the hostNetwork pod", |f| {
+        f["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("packet socket"))
+    });
+    for (pod, finding) in [(&web, &forwarded), (&cni, &socket)] {
+        assert_eq!(finding["verdict"], "blocked", "{finding}");
+        assert_eq!(finding["ruleId"], "imds-access", "{finding}");
+        assert_eq!(finding["pod"]["uid"], pod.uid(), "{finding}");
+        assert_eq!(finding["pod"]["name"], pod.name(), "{finding}");
+        assert_eq!(finding["destination"]["protocol"], "udp", "{finding}");
+        assert_eq!(finding["destination"]["port"], 80, "{finding}");
+        assert!(
+            finding["count"].as_u64().is_some_and(|c| c >= 1),
+            "{finding}"
+        );
+    }
+    stack.node.imds().settle();
+    assert_eq!(
+        stack.node.imds().udp_datagram_count(),
+        before,
+        "frames from pods that are not allowlisted reached the metadata service"
+    );
+}
