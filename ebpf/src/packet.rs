@@ -23,11 +23,11 @@ const SOCK_STREAM: u32 = 1;
 const SOCK_DGRAM: u32 = 2;
 /// Offsets in the IPv4 header (RFC 791).
 const V4_PROTOCOL: usize = 9;
-const V4_DADDR: usize = 16;
+pub const V4_DADDR: usize = 16;
 /// Offsets in the IPv6 header (RFC 8200); extension headers are not walked, so a port
 /// behind one reads as 0 (the address, which decides, is in the fixed header).
 const V6_NEXT_HEADER: usize = 6;
-const V6_DADDR: usize = 24;
+pub const V6_DADDR: usize = 24;
 const V6_HEADER_LEN: usize = 40;
 
 /// A packet as a program sees it: the bytes (from the IP header for cgroup programs, from

@@ -16,9 +16,9 @@ use aya_ebpf::{
 use nodeward_common::imds::{HOOK_FORWARDED, HOOK_UPLINK, ImdsEvent, MODE_AUDIT};
 
 use crate::{
-    imds::{ALLOW, Origin, mode, on_blocked},
+    imds::{ALLOW, Origin, may_be_blocked, mode, on_blocked},
     maps::{IMDS_ALLOWED, IMDS_POD_LINKS, IMDS_UPLINK},
-    packet::{Packet, blocked_destination, from_tcp_or_udp_socket},
+    packet::{Packet, V4_DADDR, V6_DADDR, blocked_destination, from_tcp_or_udp_socket},
 };
 
 /// tcx verdicts (`enum tcx_action_base`): let the next program decide, or drop.
@@ -67,6 +67,10 @@ impl Origin for Forwarded {
 /// Judges one packet leaving on a node interface.
 #[inline(always)]
 pub fn judge(ctx: &TcContext) -> i32 {
+    // Everything the node sends passes here: most of it is told apart on one direct read.
+    if !may_be_blocked_frame(ctx) {
+        return TCX_NEXT;
+    }
     let Some(l3) = ip_header_offset(ctx) else {
         return TCX_NEXT;
     };
@@ -124,6 +128,31 @@ fn from_pod_socket(ctx: &TcContext) -> bool {
     let level = i32::try_from(config.pod_cgroup_level).unwrap_or(0);
     // SAFETY: a valid skb pointer; the helper returns 0 past the socket's own level.
     unsafe { bpf_skb_ancestor_cgroup_id(ctx.skb.skb, level) == config.pod_cgroup_id }
+}
+
+/// The prefilter on the destination's first byte of an untagged Ethernet frame, read
+/// straight from the packet. Tagged, short or non-IP frames are left to the full check.
+#[inline(always)]
+fn may_be_blocked_frame(ctx: &TcContext) -> bool {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    // One bound for every read below, written as the verifier needs it.
+    if data + ETH_HLEN + V6_DADDR + 1 > end {
+        return true;
+    }
+    // SAFETY: every offset lies below the bound checked above.
+    let (high, low, v4_first, v6_first) = unsafe {
+        (
+            *((data + ETH_TYPE) as *const u8),
+            *((data + ETH_TYPE + 1) as *const u8),
+            *((data + ETH_HLEN + V4_DADDR) as *const u8),
+            *((data + ETH_HLEN + V6_DADDR) as *const u8),
+        )
+    };
+    match u16::from_be_bytes([high, low]) {
+        ETH_P_IP => may_be_blocked(false, v4_first),
+        ETH_P_IPV6 => may_be_blocked(true, v6_first),
+        _ => true,
+    }
 }
 
 /// Where the IP header starts in an Ethernet frame (untagged or with one VLAN tag), read
