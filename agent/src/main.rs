@@ -145,6 +145,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Starts every module, or fails naming the first that cannot run.
+fn start_modules(
+    modules: &mut [Box<dyn Module>],
+    ctx: ModuleContext,
+    ebpf: &mut aya::Ebpf,
+) -> anyhow::Result<()> {
+    for module in modules {
+        module
+            .can_run()
+            .map_err(|why| anyhow!("module {} cannot run: {why}", module.name()))?;
+        module
+            .start(&ctx, ebpf)
+            .with_context(|| format!("starting module {}", module.name()))?;
+    }
+    // Only the modules' own tasks may hold senders now, so the pipeline ends (after
+    // draining) once they stop.
+    drop(ctx);
+    Ok(())
+}
+
 async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let mut signals =
         nodeward_runtime::ShutdownSignals::install().context("installing signal handlers")?;
@@ -199,19 +219,10 @@ async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         supervisor: supervisor.clone(),
         events,
         pins,
+        metrics: metrics.clone(),
     };
     let mut modules = modules(&sensors, &cgroup_root, &pod_cgroup, &config, &pods);
-    for module in &mut modules {
-        module
-            .can_run()
-            .map_err(|why| anyhow!("module {} cannot run: {why}", module.name()))?;
-        module
-            .start(&ctx, &mut ebpf)
-            .with_context(|| format!("starting module {}", module.name()))?;
-    }
-    // Only the modules' own tasks may hold senders now, so the pipeline ends (after
-    // draining) once they stop.
-    drop(ctx);
+    start_modules(&mut modules, ctx, &mut ebpf)?;
     // IMDS enforcement is attached: ordinary pods may now be scheduled here.
     kube::spawn_startup_taint_removal(&config.borrow(), &node_name, &supervisor);
 

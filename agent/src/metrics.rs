@@ -43,6 +43,8 @@ pub struct Metrics {
     posture_failing: Gauge,
     posture_errors: Gauge,
     enrollments: Family<OutcomeLabel, Counter>,
+    node_guard_interfaces: Gauge,
+    node_guard_failing: Gauge,
 }
 
 impl Metrics {
@@ -94,6 +96,21 @@ impl Metrics {
             .set(i64::try_from(errors).unwrap_or(i64::MAX));
     }
 
+    /// The node-side IMDS guard after a pass: the interfaces it is on, and whether the pass
+    /// failed (then the interfaces are those of the last pass that worked).
+    pub fn node_guard(&self, interfaces: Option<usize>) {
+        match interfaces {
+            Some(count) => {
+                self.node_guard_interfaces
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+                self.node_guard_failing.set(0);
+            }
+            None => {
+                self.node_guard_failing.set(1);
+            }
+        }
+    }
+
     /// A registry with every metric and the outbox's gauges.
     pub fn registry(self: &Arc<Self>, outbox: Outbox) -> Registry {
         let mut registry = Registry::with_prefix("nodeward");
@@ -136,6 +153,16 @@ impl Metrics {
             "enrollments",
             "Certificate requests to the collector (collector.enrollment), by outcome",
             self.enrollments.clone(),
+        );
+        registry.register(
+            "imds_node_guard_interfaces",
+            "Node interfaces the node-side IMDS guard (packet sockets) is attached to",
+            self.node_guard_interfaces.clone(),
+        );
+        registry.register(
+            "imds_node_guard_failing",
+            "1 while the node-side IMDS guard cannot run (see the agent's log), else 0",
+            self.node_guard_failing.clone(),
         );
         registry.register_collector(Box::new(SpoolCollector(outbox)));
         registry

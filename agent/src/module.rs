@@ -4,7 +4,9 @@
 use aya::Ebpf;
 use tokio::sync::mpsc;
 
-use crate::{bpf::Pins, event::Event, supervisor::Supervisor};
+use std::sync::Arc;
+
+use crate::{bpf::Pins, event::Event, metrics::Metrics, supervisor::Supervisor};
 
 /// What a module gets to run with.
 #[derive(Clone)]
@@ -15,6 +17,8 @@ pub struct ModuleContext {
     pub events: mpsc::Sender<Event>,
     /// Where what must outlive the agent is pinned.
     pub pins: Pins,
+    /// The agent's metrics, for state only a module knows.
+    pub metrics: Arc<Metrics>,
 }
 
 /// An enforcer or sensor.

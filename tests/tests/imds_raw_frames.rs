@@ -66,6 +66,15 @@ fn raw_frames_to_imds_are_dropped_on_the_node_and_reported() {
         stack.node.pod("legacy"),
     );
     wait_enforced(&web);
+    // One interface of the simulated node leads to the metadata service (imds0).
+    assert_eq!(
+        stack.agent.metric("nodeward_imds_node_guard_interfaces"),
+        Some(1.0)
+    );
+    assert_eq!(
+        stack.agent.metric("nodeward_imds_node_guard_failing"),
+        Some(0.0)
+    );
 
     // An allowlisted pod's frames arrive: the guard knows which node interface is its.
     // (Waiting covers the guard's first pass after the pods file was read.)

@@ -118,4 +118,14 @@ fn the_agent_works_with_only_the_daemonsets_capabilities() {
         "the exec sensor reports the pod's execs:\n{}",
         stack.agent.daemon().log()
     );
+
+    // The simulated node's network namespace is not the agent's, and joining it would
+    // take CAP_SYS_ADMIN: the node-side guard says it cannot run, and nothing else suffers.
+    // (Deployed with hostNetwork, the namespace is the agent's own and no join is needed.)
+    assert_eq!(
+        stack.agent.metric("nodeward_imds_node_guard_failing"),
+        Some(1.0),
+        "{}",
+        stack.agent.daemon().log()
+    );
 }

@@ -33,8 +33,7 @@ use tracing::info;
 
 use self::{maps::ImdsMaps, node_guard::NodeGuard, reconcile::Reconciler};
 use crate::{
-    bpf::{self, Pins},
-    caps,
+    bpf, caps,
     cgroup::{self, open_cgroup},
     config::Config,
     identity::CgroupIndex,
@@ -81,7 +80,7 @@ impl ImdsEnforcer {
     fn node_guard(
         &self,
         ebpf: &mut Ebpf,
-        pins: &Pins,
+        ctx: &ModuleContext,
         config: &Config,
     ) -> anyhow::Result<NodeGuard> {
         let program = bpf::load_program::<SchedClassifier>(ebpf, shared::PROG_UPLINK)?;
@@ -110,7 +109,8 @@ impl ImdsEnforcer {
             .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_HOST_NETNS));
         Ok(NodeGuard::new(
             program,
-            pins.clone(),
+            ctx.metrics.clone(),
+            ctx.pins.clone(),
             host_netns,
             bpf::take_map(ebpf, shared::MAP_POD_LINKS)?,
             CgroupIndex::new(self.cgroup_root.clone(), self.pod_cgroup.clone()),
@@ -139,7 +139,7 @@ impl Module for ImdsEnforcer {
 
         // The maps are right before any program runs, whether they are new or adopted.
         let index = CgroupIndex::new(self.cgroup_root.clone(), self.pod_cgroup.clone());
-        let guard = self.node_guard(ebpf, pins, &config)?;
+        let guard = self.node_guard(ebpf, ctx, &config)?;
         let mut reconciler = Reconciler::new(ImdsMaps::take(ebpf)?, index, Some(guard));
         reconciler.apply(&config.imds, &self.pods.borrow())?;
 

@@ -9,6 +9,7 @@ use std::{
     net::IpAddr,
     os::fd::{AsFd as _, OwnedFd},
     path::PathBuf,
+    sync::Arc,
 };
 
 use anyhow::Context as _;
@@ -20,12 +21,14 @@ use tracing::{info, warn};
 use crate::{
     bpf::{self, Pins},
     identity::CgroupIndex,
+    metrics::Metrics,
     netlink, netns,
     pods::PodSnapshot,
 };
 
 pub struct NodeGuard {
     program: OwnedFd,
+    metrics: Arc<Metrics>,
     pins: Pins,
     host_netns: PathBuf,
     pod_links: HashMap<MapData, u32, u64>,
@@ -51,6 +54,7 @@ struct Pass {
 impl NodeGuard {
     pub fn new(
         program: OwnedFd,
+        metrics: Arc<Metrics>,
         pins: Pins,
         host_netns: PathBuf,
         pod_links: HashMap<MapData, u32, u64>,
@@ -58,6 +62,7 @@ impl NodeGuard {
     ) -> Self {
         Self {
             program,
+            metrics,
             pins,
             host_netns,
             pod_links,
@@ -71,7 +76,10 @@ impl NodeGuard {
     /// One pass; a failure is logged (once while it lasts) and retried on the next, since
     /// the pod cgroup programs keep enforcing meanwhile.
     pub fn sync(&mut self, blocked: &[IpNet], pods: &PodSnapshot) {
-        match self.try_sync(blocked, pods) {
+        let result = self.try_sync(blocked, pods);
+        self.metrics
+            .node_guard(result.is_ok().then_some(self.guarded.len()));
+        match result {
             Ok(()) => {
                 if self.failing.take().is_some() {
                     info!(netns = %self.host_netns.display(), "node-side IMDS guard recovered");
