@@ -1,6 +1,7 @@
 //! What modules deliver to the finding pipeline.
 
 use nodeward_common::imds::ImdsEvent;
+use nodeward_proto::model::Finding;
 
 use crate::{egress::EgressInfo, exec::ExecInfo};
 
@@ -16,6 +17,8 @@ pub enum Event {
     /// The cumulative number of reports a module's kernel side could not deliver (ring
     /// buffer full); the pipeline reports growth past what it already reported.
     Lost { source: &'static str, total: u64 },
+    /// A module's own state the SOC must know of (it cannot do part of its job).
+    Health(Box<Finding>),
 }
 
 impl Event {
@@ -26,6 +29,7 @@ impl Event {
             Self::Exec(_) => "exec",
             Self::Egress(_) => "egress",
             Self::Lost { source, .. } => source,
+            Self::Health(_) => "health",
         }
     }
 }

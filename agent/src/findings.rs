@@ -7,6 +7,7 @@ use crate::outbox::Dropped;
 
 pub const RULE_EVENTS_LOST: &str = "events-lost";
 pub const RULE_SPOOL_OVERFLOW: &str = "spool-overflow";
+pub const RULE_IMDS_NODE_GUARD: &str = "imds-node-guard";
 
 /// An `events-lost` finding for `count` reports that never reached the agent.
 pub fn lost(source: &str, count: u64) -> Finding {
@@ -41,6 +42,28 @@ pub fn spool_overflow(dropped: Dropped) -> Finding {
             summary,
             Timestamp::now(),
         )
+    }
+}
+
+/// An `imds-node-guard` finding: the node-side IMDS guard stopped (or could not start)
+/// checking what pods write on packet sockets, with the reason; or, with `error` `None`,
+/// it runs again on `interfaces` interfaces.
+pub fn imds_node_guard(error: Option<&str>, interfaces: usize) -> Finding {
+    let (severity, summary) = match error {
+        Some(error) => (
+            Severity::Medium,
+            format!(
+                "the node-side IMDS guard cannot run, so frames pods write on packet sockets (CAP_NET_RAW) are not checked on this node: {error}; run the agent with hostNetwork (deploy/components/node-guard) or drop NET_RAW from pods"
+            ),
+        ),
+        None => (
+            Severity::Info,
+            format!("the node-side IMDS guard runs again, on {interfaces} interfaces"),
+        ),
+    };
+    Finding {
+        category: Category::Health,
+        ..Finding::new(RULE_IMDS_NODE_GUARD, severity, summary, Timestamp::now())
     }
 }
 

@@ -74,7 +74,8 @@ pub async fn run(
                 tokio::task::block_in_place(|| {
                     for event in batch.drain(..) {
                         handled.count(&event);
-                        let source = (!matches!(event, Event::Lost { .. })).then(|| event.source());
+                        let counted = !matches!(event, Event::Lost { .. } | Event::Health(_));
+                        let source = counted.then(|| event.source());
                         for finding in handle(event, &mut detector, &mut imds_repeats, &sink)? {
                             store(&sink, finding, None)?;
                         }
@@ -161,6 +162,7 @@ impl Handled {
                 total,
             } => self.lost_egress = *total,
             Event::Lost { total, .. } => self.lost_imds = *total,
+            Event::Health(_) => {}
         }
     }
 }
@@ -188,6 +190,7 @@ fn handle(
             account_losses(sink, source, total)?;
             Vec::new()
         }
+        Event::Health(finding) => vec![*finding],
     })
 }
 

@@ -140,4 +140,38 @@ fn raw_frames_to_imds_are_dropped_on_the_node_and_reported() {
         before,
         "frames from pods that are not allowlisted reached the metadata service"
     );
+
+    assert!(
+        stack
+            .tail
+            .seen()
+            .iter()
+            .all(|v| v["finding"]["ruleId"] != "imds-node-guard"),
+        "a working guard raises no health finding"
+    );
+    stays_through_a_restart(&mut stack, &web, before);
+}
+
+/// The links are pinned: with the agent killed, the node still drops the frames, and the
+/// next agent adopts the links instead of stacking new ones.
+fn stays_through_a_restart(stack: &mut Stack, web: &SimPod, before: usize) {
+    stack.agent.kill();
+    assert!(send_frames(web).ok);
+    stack.node.imds().settle();
+    assert_eq!(
+        stack.node.imds().udp_datagram_count(),
+        before,
+        "frames got through while the agent was down"
+    );
+    stack.agent.restart();
+    stack.agent.wait_active();
+    let log = stack.agent.daemon().log();
+    assert!(
+        log.contains("adopted=[") && !log.contains("adopted=[]"),
+        "the restarted agent adopts the pinned link:\n{log}"
+    );
+    assert_eq!(
+        stack.agent.metric("nodeward_imds_node_guard_interfaces"),
+        Some(1.0)
+    );
 }

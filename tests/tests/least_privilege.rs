@@ -9,8 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Stack, connect, wait_enforced};
-use nodeward_testkit::{IMDS_V4, PodSpec, SimNode, poll_until, require_root};
+use common::{FINDING_DEADLINE, Stack, connect, wait_enforced};
+use nodeward_testkit::{IMDS_V4, PodSpec, SimNode, poll_until, require_root, wait_until};
 use serde_json::Value;
 
 /// `capability.h` numbers of the capabilities a manifest may name.
@@ -128,4 +128,16 @@ fn the_agent_works_with_only_the_daemonsets_capabilities() {
         "{}",
         stack.agent.daemon().log()
     );
+    // And the SOC is told, once, with what to do about it.
+    let health = wait_until(FINDING_DEADLINE, "the node guard's health finding", || {
+        stack
+            .tail
+            .try_find(|v| v["finding"]["ruleId"] == "imds-node-guard")
+    });
+    let summary = health["finding"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("cannot run") && summary.contains("hostNetwork"),
+        "{health}"
+    );
+    assert_eq!(health["finding"]["category"], "health", "{health}");
 }

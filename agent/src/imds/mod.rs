@@ -202,7 +202,12 @@ impl Module for ImdsEnforcer {
         );
         ctx.supervisor.spawn(
             "imds-reconcile",
-            reconciler.run(self.config.clone(), self.pods.clone(), token.clone()),
+            reconciler.run(
+                self.config.clone(),
+                self.pods.clone(),
+                ctx.events.clone(),
+                token.clone(),
+            ),
         );
         self.started = true;
         Ok(())

@@ -16,10 +16,12 @@ use anyhow::Context as _;
 use aya::maps::{HashMap, MapData};
 use ipnet::IpNet;
 use nodeward_common::imds as shared;
+use nodeward_proto::model::Finding;
 use tracing::{info, warn};
 
 use crate::{
     bpf::{self, Pins},
+    findings,
     identity::CgroupIndex,
     metrics::Metrics,
     netlink, netns,
@@ -39,6 +41,8 @@ pub struct NodeGuard {
     links: Option<BTreeMap<u32, u64>>,
     /// The last pass's failure, so a lasting one is logged once.
     failing: Option<String>,
+    /// A change of state for the SOC, until the reconciler sends it.
+    health: Option<Finding>,
 }
 
 /// What one pass found.
@@ -70,6 +74,7 @@ impl NodeGuard {
             guarded: BTreeSet::new(),
             links: None,
             failing: None,
+            health: None,
         }
     }
 
@@ -83,6 +88,7 @@ impl NodeGuard {
             Ok(()) => {
                 if self.failing.take().is_some() {
                     info!(netns = %self.host_netns.display(), "node-side IMDS guard recovered");
+                    self.health = Some(findings::imds_node_guard(None, self.guarded.len()));
                 }
             }
             Err(err) => {
@@ -94,10 +100,16 @@ impl NodeGuard {
                         hint = "run the agent in the node's network namespace (hostNetwork: true, deploy/components/node-guard)",
                         "node-side IMDS guard failed; frames from pods' packet sockets are not checked until it succeeds"
                     );
+                    self.health = Some(findings::imds_node_guard(Some(&message), 0));
                     self.failing = Some(message);
                 }
             }
         }
+    }
+
+    /// A finding for the SOC when the guard stopped or started working since last asked.
+    pub fn take_health(&mut self) -> Option<Finding> {
+        self.health.take()
     }
 
     fn try_sync(&mut self, blocked: &[IpNet], pods: &PodSnapshot) -> anyhow::Result<()> {

@@ -6,13 +6,14 @@
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use ipnet::IpNet;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{maps::ImdsMaps, node_guard::NodeGuard};
 use crate::{
     config::{Config, ImdsConfig, ImdsMode},
+    event::Event,
     identity::CgroupIndex,
     pods::PodSnapshot,
 };
@@ -99,12 +100,18 @@ impl Reconciler {
         mut self,
         mut config: watch::Receiver<Arc<Config>>,
         mut pods: watch::Receiver<PodSnapshot>,
+        events: mpsc::Sender<Event>,
         token: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut config_open = true;
         let mut pods_open = true;
         let mut since_refresh = Duration::ZERO;
         loop {
+            if let Some(finding) = self.guard.as_mut().and_then(NodeGuard::take_health)
+                && events.send(Event::Health(Box::new(finding))).await.is_err()
+            {
+                return Ok(());
+            }
             let mut retry = if self.pending > 0 {
                 PENDING_RETRY
             } else {
