@@ -100,7 +100,10 @@ impl NodeGuard {
                         hint = "run the agent in the node's network namespace (hostNetwork: true, deploy/components/node-guard)",
                         "node-side IMDS guard failed; frames from pods' packet sockets are not checked until it succeeds"
                     );
-                    self.health = Some(findings::imds_node_guard(Some(&message), 0));
+                    // The SOC hears of the change of state, not of every new error text.
+                    if self.failing.is_none() {
+                        self.health = Some(findings::imds_node_guard(Some(&message), 0));
+                    }
                     self.failing = Some(message);
                 }
             }
