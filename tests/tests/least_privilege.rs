@@ -1,7 +1,8 @@
 //! The agent does its job with exactly the capabilities its DaemonSet grants, read from
 //! deploy/base/agent.yaml: started as root with every other capability out of its
 //! bounding set (as a container runtime starts it) and with `RLIMIT_MEMLOCK` at 64 KiB,
-//! it attaches IMDS enforcement and the sensors, refuses a pod, and sees the pod's execs.
+//! it attaches IMDS enforcement and the sensors, refuses a pod, and sees the pod's execs;
+//! in the node's network namespace it also runs the node-side guard.
 //! A capability added to the manifest that the agent does not need, or one the agent
 //! needs that the manifest lacks, shows here.
 
@@ -69,27 +70,34 @@ fn effective_caps(pid: u32) -> u64 {
     u64::from_str_radix(hex, 16).unwrap()
 }
 
-#[test]
-fn the_agent_works_with_only_the_daemonsets_capabilities() {
-    if !require_root("the_agent_works_with_only_the_daemonsets_capabilities") {
-        return;
-    }
+/// The DaemonSet's capabilities, their mask, and a launcher that starts the agent with
+/// only those in its bounding set and a 64 KiB `RLIMIT_MEMLOCK`.
+fn confined() -> (Vec<String>, u64, Vec<String>) {
     let caps = daemonset_capabilities();
     let expected_mask = caps.iter().fold(0u64, |mask, c| mask | 1 << bit(c));
     let bounding = std::iter::once("-all".to_owned())
         .chain(caps.iter().map(|c| format!("+{}", c.to_ascii_lowercase())))
         .collect::<Vec<_>>()
         .join(",");
-    let memlock = format!("--memlock={MEMLOCK_BYTES}:{MEMLOCK_BYTES}");
     let launcher = [
-        "prlimit",
-        memlock.as_str(),
-        "setpriv",
-        "--inh-caps=-all",
-        "--bounding-set",
-        bounding.as_str(),
-        "--",
+        "prlimit".to_owned(),
+        format!("--memlock={MEMLOCK_BYTES}:{MEMLOCK_BYTES}"),
+        "setpriv".to_owned(),
+        "--inh-caps=-all".to_owned(),
+        "--bounding-set".to_owned(),
+        bounding,
+        "--".to_owned(),
     ];
+    (caps, expected_mask, launcher.to_vec())
+}
+
+#[test]
+fn the_agent_works_with_only_the_daemonsets_capabilities() {
+    if !require_root("the_agent_works_with_only_the_daemonsets_capabilities") {
+        return;
+    }
+    let (caps, expected_mask, launcher) = confined();
+    let launcher: Vec<&str> = launcher.iter().map(String::as_str).collect();
 
     let node = SimNode::builder().pod(PodSpec::new("web")).build();
     let mut stack = Stack::start(node, |s| s.launcher(&launcher));
@@ -140,4 +148,56 @@ fn the_agent_works_with_only_the_daemonsets_capabilities() {
         "{health}"
     );
     assert_eq!(health["finding"]["category"], "health", "{health}");
+}
+
+/// Deployed with `components/node-guard`, the agent runs in the node's network namespace:
+/// there the node-side guard attaches with the same five capabilities (`CAP_BPF` and
+/// `CAP_NET_ADMIN` for the tcx links; no `CAP_SYS_ADMIN`, as no namespace is joined) and
+/// drops a pod's raw frames. The agent cannot reach the collector from the simulated
+/// node's namespace, so this reads its log, not its findings.
+#[test]
+fn the_node_guard_attaches_with_only_the_daemonsets_capabilities() {
+    if !require_root("the_node_guard_attaches_with_only_the_daemonsets_capabilities") {
+        return;
+    }
+    let node = SimNode::builder().pod(PodSpec::new("web")).build();
+    let netns = format!("--net={}", node.node_netns().path().display());
+    let (caps, expected_mask, confined) = confined();
+    let launcher: Vec<&str> = ["nsenter", netns.as_str()]
+        .into_iter()
+        .chain(confined.iter().map(String::as_str))
+        .collect();
+    let mut stack = Stack::start(node, |s| s.with_pods_file().launcher(&launcher));
+    let pid = stack.agent.daemon().pid();
+    assert_eq!(
+        effective_caps(pid),
+        expected_mask,
+        "the agent runs with exactly {caps:?}"
+    );
+    let log = stack.agent.daemon().log();
+    assert!(
+        log.contains("node-side IMDS guard on the interfaces") && !log.contains("guard failed"),
+        "{log}"
+    );
+
+    let web = stack.node.pod("web");
+    wait_enforced(&web);
+    let before = stack.node.imds().udp_datagram_count();
+    let sent = web.probe(&[
+        "packet-send",
+        "--addr",
+        &IMDS_V4.to_string(),
+        "--port",
+        "80",
+        "--count",
+        "3",
+    ]);
+    assert!(sent.ok, "{sent:?}");
+    stack.node.imds().settle();
+    assert_eq!(
+        stack.node.imds().udp_datagram_count(),
+        before,
+        "the pod's raw frames reached the metadata service:\n{}",
+        stack.agent.daemon().log()
+    );
 }
