@@ -7,21 +7,28 @@
 mod common;
 
 use common::{ATTACH_DEADLINE, Stack, wait_enforced};
-use nodeward_testkit::{IMDS_V4, PodSpec, ProbeResult, SimNode, SimPod, require_root, wait_until};
+use nodeward_testkit::{
+    IMDS_V4, IMDS_V6, PodSpec, ProbeResult, SimNode, SimPod, require_root, wait_until,
+};
 
 const ALLOW: &str = "allow:\n- podLabels:\n    nodeward.io/imds: allow";
 const FRAMES: usize = 3;
 
 /// Sends `FRAMES` UDP datagrams to IMDS port 80 as whole frames on a packet socket.
 fn send_frames(pod: &SimPod) -> ProbeResult {
-    probe(pod, &packet_send(&[]))
+    probe(pod, &packet_send(&IMDS_V4.to_string(), &[]))
 }
 
-fn packet_send(extra: &[&'static str]) -> Vec<String> {
+/// The same over IPv6, to `fd00:ec2::254`.
+fn send_frames_v6(pod: &SimPod) -> ProbeResult {
+    probe(pod, &packet_send(&IMDS_V6.to_string(), &[]))
+}
+
+fn packet_send(addr: &str, extra: &[&'static str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "packet-send",
         "--addr",
-        &IMDS_V4.to_string(),
+        addr,
         "--port",
         "80",
         "--count",
@@ -76,30 +83,7 @@ fn raw_frames_to_imds_are_dropped_on_the_node_and_reported() {
         Some(0.0)
     );
 
-    // An allowlisted pod's frames arrive: the guard knows which node interface is its.
-    // (Waiting covers the guard's first pass after the pods file was read.)
-    let before = stack.node.imds().udp_datagram_count();
-    wait_until(
-        ATTACH_DEADLINE,
-        "the allowlisted pod's frames to arrive",
-        || {
-            let sent = send_frames(&legacy);
-            assert!(sent.ok, "{sent:?}");
-            stack.node.imds().settle();
-            (stack.node.imds().udp_datagram_count() >= before + FRAMES).then_some(())
-        },
-    );
-
-    // So do the node's own.
-    let before = stack.node.imds().udp_datagram_count();
-    let args = packet_send(&[]);
-    let node_frames = stack
-        .node
-        .host_probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(node_frames.ok, "{node_frames:?}");
-    wait_until(ATTACH_DEADLINE, "the node's own frames to arrive", || {
-        (stack.node.imds().udp_datagram_count() >= before + FRAMES).then_some(())
-    });
+    allowed_frames_arrive(&stack, &legacy);
 
     // Other pods' frames are dropped, whichever network they have.
     let before = stack.node.imds().udp_datagram_count();
@@ -108,7 +92,12 @@ fn raw_frames_to_imds_are_dropped_on_the_node_and_reported() {
     let sent = send_frames(&web);
     assert!(sent.ok, "{sent:?}");
     // Bypassing the pod's own queueing and tc changes nothing: the node forwards them.
-    let sent = probe(&web, &packet_send(&["--qdisc-bypass"]));
+    let sent = probe(
+        &web,
+        &packet_send(&IMDS_V4.to_string(), &["--qdisc-bypass"]),
+    );
+    assert!(sent.ok, "{sent:?}");
+    let sent = send_frames_v6(&web);
     assert!(sent.ok, "{sent:?}");
     let sent = send_frames(&cni);
     assert_eq!(sent.errno, Some(ENOBUFS), "{sent:?}");
@@ -117,6 +106,10 @@ fn raw_frames_to_imds_are_dropped_on_the_node_and_reported() {
             .as_str()
             .is_some_and(|s| s.contains("through node interface"))
     });
+    let v6 = stack.wait_imds_finding(&web, "IPv6 frames forwarded from the pod", |f| {
+        f["destination"]["address"] == IMDS_V6.to_string()
+    });
+    assert_eq!(v6["verdict"], "blocked", "{v6}");
     let socket = stack.wait_imds_finding(&cni, "frames from the hostNetwork pod", |f| {
         f["summary"]
             .as_str()
@@ -150,6 +143,43 @@ fn raw_frames_to_imds_are_dropped_on_the_node_and_reported() {
         "a working guard raises no health finding"
     );
     stays_through_a_restart(&mut stack, &web, before);
+}
+
+/// An allowlisted pod's frames arrive, over IPv4 and IPv6: the guard knows which node
+/// interface is its. So do the node's own.
+fn allowed_frames_arrive(stack: &Stack, legacy: &SimPod) {
+    // (Waiting covers the guard's first pass after the pods file was read.)
+    let before = stack.node.imds().udp_datagram_count();
+    wait_until(
+        ATTACH_DEADLINE,
+        "the allowlisted pod's frames to arrive",
+        || {
+            let sent = send_frames(legacy);
+            assert!(sent.ok, "{sent:?}");
+            stack.node.imds().settle();
+            (stack.node.imds().udp_datagram_count() >= before + FRAMES).then_some(())
+        },
+    );
+    // Over IPv6 too: its address leads to the same node interface.
+    let before = stack.node.imds().udp_datagram_count();
+    let sent = send_frames_v6(legacy);
+    assert!(sent.ok, "{sent:?}");
+    wait_until(
+        ATTACH_DEADLINE,
+        "the allowlisted pod's IPv6 frames to arrive",
+        || (stack.node.imds().udp_datagram_count() >= before + FRAMES).then_some(()),
+    );
+
+    // So do the node's own.
+    let before = stack.node.imds().udp_datagram_count();
+    let args = packet_send(&IMDS_V4.to_string(), &[]);
+    let node_frames = stack
+        .node
+        .host_probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(node_frames.ok, "{node_frames:?}");
+    wait_until(ATTACH_DEADLINE, "the node's own frames to arrive", || {
+        (stack.node.imds().udp_datagram_count() >= before + FRAMES).then_some(())
+    });
 }
 
 /// The links are pinned: with the agent killed, the node still drops the frames, and the

@@ -6,6 +6,7 @@
 
 mod http;
 mod packet;
+mod packet6;
 mod raw;
 mod storm;
 mod tfo;
@@ -214,7 +215,7 @@ mod tests {
                 "udp-send", "--addr", "::1", "--port", "80", "--mode", "write",
             ],
             &["raw-send"],
-            &["packet-send", "--addr", "fd00:ec2::254", "--port", "80"],
+            &["packet-send", "--addr", "fd00:ec2::254"],
             &[
                 "packet-send",
                 "--addr",

@@ -1,10 +1,10 @@
-//! `packet-send`: UDP datagrams written as whole IPv4 packets on an `AF_PACKET` socket. The
+//! `packet-send`: UDP datagrams written as whole IP packets on an `AF_PACKET` socket. The
 //! sender's IP stack never sees them, so no cgroup connect, sendmsg or `cgroup_skb` hook
 //! does either; only something on the node side of the link can stop them.
 
 use std::fs;
 use std::io;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use nix::net::if_::if_nametoindex;
 use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
 use nodeward_testkit::ProbeResult;
 
+use crate::packet6;
 use crate::raw::checksum;
 
 const IPV4_HEADER_LEN: usize = 20;
@@ -31,9 +32,9 @@ const RTF_UP: u32 = 0x1;
 
 #[derive(Args)]
 pub struct PacketSendArgs {
-    /// Destination address (IPv4).
+    /// Destination address.
     #[arg(long)]
-    addr: Ipv4Addr,
+    addr: IpAddr,
     /// Destination UDP port.
     #[arg(long)]
     port: u16,
@@ -55,13 +56,31 @@ impl PacketSendArgs {
     /// Errors of the socket calls keep their OS error, so a denial reads as `EPERM`; those
     /// of finding the route, address and next hop say what is missing.
     pub fn run(self) -> io::Result<ProbeResult> {
-        let routes = fs::read_to_string("/proc/net/route")?;
-        let (iface, next_hop) = next_hop(&routes, self.addr, self.iface.as_deref())
-            .ok_or_else(|| io::Error::other(format!("no route to {}", self.addr)))?;
+        let source_port = 40_000 + u16::try_from(std::process::id() % 20_000).unwrap_or(0);
+        let no_route = || io::Error::other(format!("no route to {}", self.addr));
+        let (iface, mac, ethertype, packets) = match self.addr {
+            IpAddr::V4(addr) => {
+                let routes = fs::read_to_string("/proc/net/route")?;
+                let (iface, next_hop) =
+                    next_hop(&routes, addr, self.iface.as_deref()).ok_or_else(no_route)?;
+                let source = ipv4_of(&iface)?;
+                let mac = resolve(next_hop, &iface)?;
+                let packets = (0..self.count)
+                    .map(|i| {
+                        udp_packet(
+                            (source, source_port),
+                            (addr, self.port),
+                            u16::try_from(i & 0xffff).unwrap_or(0),
+                            self.payload.as_bytes(),
+                        )
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                (iface, mac, libc::ETH_P_IP, packets)
+            }
+            IpAddr::V6(addr) => self.ipv6(addr, source_port)?,
+        };
         let ifindex = if_nametoindex(iface.as_str())
             .map_err(|e| io::Error::other(format!("no interface {iface}: {e}")))?;
-        let source = ipv4_of(&iface)?;
-        let mac = resolve(next_hop, &iface)?;
         let fd = socket(
             AddressFamily::Packet,
             SockType::Datagram,
@@ -72,15 +91,8 @@ impl PacketSendArgs {
         if self.qdisc_bypass {
             set_qdisc_bypass(&fd)?;
         }
-        let source_port = 40_000 + u16::try_from(std::process::id() % 20_000).unwrap_or(0);
-        for i in 0..self.count {
-            let packet = udp_packet(
-                (source, source_port),
-                (self.addr, self.port),
-                u16::try_from(i & 0xffff).unwrap_or(0),
-                self.payload.as_bytes(),
-            )?;
-            send_frame(&fd, ifindex, mac, &packet)?;
+        for packet in &packets {
+            send_frame(&fd, ifindex, mac, ethertype, packet)?;
         }
         Ok(ProbeResult {
             ops: Some(u64::from(self.count)),
@@ -88,6 +100,29 @@ impl PacketSendArgs {
         })
     }
 }
+
+impl PacketSendArgs {
+    /// The interface, next hop MAC, Ethernet type and packets for an IPv6 destination.
+    fn ipv6(&self, addr: Ipv6Addr, source_port: u16) -> io::Result<Frames> {
+        let (iface, next_hop) = packet6::next_hop(&packet6::routes()?, addr, self.iface.as_deref())
+            .ok_or_else(|| io::Error::other(format!("no route to {addr}")))?;
+        let source = packet6::address_of(&iface)?;
+        let mac = packet6::resolve(next_hop, &iface)?;
+        let packets = (0..self.count)
+            .map(|_| {
+                packet6::udp_packet(
+                    (source, source_port),
+                    (addr, self.port),
+                    self.payload.as_bytes(),
+                )
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok((iface, mac, libc::ETH_P_IPV6, packets))
+    }
+}
+
+/// Where and what to send: interface, next hop MAC, Ethernet type, packets.
+type Frames = (String, [u8; 6], libc::c_int, Vec<Vec<u8>>);
 
 /// The interface and next hop of the most specific up route to `addr` in /proc/net/route
 /// (the main table of the caller's network namespace): its gateway, or `addr` on-link.
@@ -231,16 +266,22 @@ fn set_qdisc_bypass(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// sendto(2) of one IPv4 packet; the kernel adds the Ethernet header addressed to `mac`.
+/// sendto(2) of one IP packet; the kernel adds the Ethernet header addressed to `mac`.
 #[expect(
     clippy::cast_possible_truncation,
     reason = "AF_PACKET, ETH_P_IP and the size of a sockaddr_ll are small constants"
 )]
-fn send_frame(fd: &OwnedFd, ifindex: u32, mac: [u8; 6], packet: &[u8]) -> io::Result<()> {
+fn send_frame(
+    fd: &OwnedFd,
+    ifindex: u32,
+    mac: [u8; 6],
+    ethertype: libc::c_int,
+    packet: &[u8],
+) -> io::Result<()> {
     // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
     let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     to.sll_family = libc::AF_PACKET as libc::c_ushort;
-    to.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    to.sll_protocol = u16::try_from(ethertype).map_err(io::Error::other)?.to_be();
     to.sll_ifindex = libc::c_int::try_from(ifindex).map_err(io::Error::other)?;
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&mac);
