@@ -145,12 +145,7 @@ fn request(message: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetl
             match reply.payload {
                 NetlinkPayload::Done(_) => return Ok(replies),
                 NetlinkPayload::Error(error) if error.code.is_some() => return Err(error.to_io()),
-                NetlinkPayload::InnerMessage(inner) => {
-                    replies.push(inner);
-                    if !dump {
-                        return Ok(replies);
-                    }
-                }
+                NetlinkPayload::InnerMessage(inner) => replies.push(inner),
                 _ => {}
             }
             if length == 0 || length > rest.len() {
@@ -158,7 +153,8 @@ fn request(message: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetl
             }
             rest = &rest[length..];
         }
-        if !dump && data.is_empty() {
+        // A request that is not a dump is answered in one datagram.
+        if !dump {
             return Ok(replies);
         }
     }

@@ -23,11 +23,11 @@ const SOCK_STREAM: u32 = 1;
 const SOCK_DGRAM: u32 = 2;
 /// Offsets in the IPv4 header (RFC 791).
 const V4_PROTOCOL: usize = 9;
-pub const V4_DADDR: usize = 16;
+const V4_DADDR: usize = 16;
 /// Offsets in the IPv6 header (RFC 8200); extension headers are not walked, so a port
 /// behind one reads as 0 (the address, which decides, is in the fixed header).
 const V6_NEXT_HEADER: usize = 6;
-pub const V6_DADDR: usize = 24;
+const V6_DADDR: usize = 24;
 const V6_HEADER_LEN: usize = 40;
 
 /// A packet as a program sees it: the bytes (from the IP header for cgroup programs, from
@@ -90,7 +90,14 @@ impl<F: Frame> Origin for Packet<'_, F> {
 pub fn judge(ctx: &SkBuffContext) -> i32 {
     // Nearly every packet goes somewhere no blocked prefix starts: one direct read of the
     // destination's first byte and a bit test let it pass, with no helper call.
-    if !may_be_blocked_packet(ctx) {
+    // SAFETY: the context's data pointers; cgroup skb programs see from the IP header on.
+    let (data, end) = unsafe {
+        (
+            (*ctx.skb.skb).data as usize,
+            (*ctx.skb.skb).data_end as usize,
+        )
+    };
+    if !may_be_blocked_direct::<0>(data, end) {
         return ALLOW;
     }
     // TCP and UDP sockets were judged when they connected or sent (connect4/6, sendmsg4/6).
@@ -104,30 +111,23 @@ pub fn judge(ctx: &SkBuffContext) -> i32 {
     }
 }
 
-/// The prefilter on the first byte of the destination, read straight from the packet
-/// (cgroup skb programs see it from the IP header on). A packet too short to hold an
-/// IPv6 destination's first byte (a 20-byte IPv4 header with under 5 bytes after it) is
-/// left to the full check.
+/// The prefilter on the destination's first byte, read straight from the packet whose
+/// IP header starts `L3` bytes into its data (no helper call). A packet too short to hold
+/// an IPv6 destination's first byte (a 20-byte IPv4 header with under 5 bytes after it)
+/// is left to the full check.
 #[inline(always)]
-fn may_be_blocked_packet(ctx: &SkBuffContext) -> bool {
-    // SAFETY: the context's data pointers.
-    let (data, end) = unsafe {
-        (
-            (*ctx.skb.skb).data as usize,
-            (*ctx.skb.skb).data_end as usize,
-        )
-    };
-    // One check for both reads; the verifier needs it as `data + constant > data_end`
-    // (a `+ 1` gets compiled into a form it does not take as a bound).
-    if data + V6_DADDR + 1 > end {
+pub fn may_be_blocked_direct<const L3: usize>(data: usize, end: usize) -> bool {
+    // One check for every read below; the verifier needs it as `data + constant >
+    // data_end` (a `+ 1` gets compiled into a form it does not take as a bound).
+    if data + L3 + V6_DADDR + 1 > end {
         return true;
     }
-    // SAFETY: both offsets lie below the bound checked above.
+    // SAFETY: every offset lies below the bound checked above.
     let (version, v4_first, v6_first) = unsafe {
         (
-            *(data as *const u8) >> 4,
-            *((data + V4_DADDR) as *const u8),
-            *((data + V6_DADDR) as *const u8),
+            *((data + L3) as *const u8) >> 4,
+            *((data + L3 + V4_DADDR) as *const u8),
+            *((data + L3 + V6_DADDR) as *const u8),
         )
     };
     match version {

@@ -16,9 +16,9 @@ use aya_ebpf::{
 use nodeward_common::imds::{HOOK_FORWARDED, HOOK_UPLINK, ImdsEvent, MODE_AUDIT};
 
 use crate::{
-    imds::{ALLOW, Origin, may_be_blocked, mode, on_blocked},
+    imds::{ALLOW, Origin, mode, on_blocked},
     maps::{IMDS_ALLOWED, IMDS_POD_LINKS, IMDS_UPLINK},
-    packet::{Packet, V4_DADDR, V6_DADDR, blocked_destination, from_tcp_or_udp_socket},
+    packet::{Packet, blocked_destination, from_tcp_or_udp_socket, may_be_blocked_direct},
 };
 
 /// tcx verdicts (`enum tcx_action_base`): let the next program decide, or drop.
@@ -135,24 +135,20 @@ fn from_pod_socket(ctx: &TcContext) -> bool {
 #[inline(always)]
 fn may_be_blocked_frame(ctx: &TcContext) -> bool {
     let (data, end) = (ctx.data(), ctx.data_end());
-    // One bound for every read below, written as the verifier needs it.
-    if data + ETH_HLEN + V6_DADDR + 1 > end {
+    if data + ETH_HLEN > end {
         return true;
     }
-    // SAFETY: every offset lies below the bound checked above.
-    let (high, low, v4_first, v6_first) = unsafe {
-        (
+    // SAFETY: both bytes lie below the bound checked above.
+    let ethertype = unsafe {
+        u16::from_be_bytes([
             *((data + ETH_TYPE) as *const u8),
             *((data + ETH_TYPE + 1) as *const u8),
-            *((data + ETH_HLEN + V4_DADDR) as *const u8),
-            *((data + ETH_HLEN + V6_DADDR) as *const u8),
-        )
+        ])
     };
-    match u16::from_be_bytes([high, low]) {
-        ETH_P_IP => may_be_blocked(false, v4_first),
-        ETH_P_IPV6 => may_be_blocked(true, v6_first),
-        _ => true,
+    if ethertype != ETH_P_IP && ethertype != ETH_P_IPV6 {
+        return true;
     }
+    may_be_blocked_direct::<ETH_HLEN>(data, end)
 }
 
 /// Where the IP header starts in an Ethernet frame (untagged or with one VLAN tag), read

@@ -172,10 +172,8 @@ pub struct InterfaceLinks {
 /// Makes `program` run at tcx egress on exactly the interfaces in `wanted`, through links
 /// pinned as `<name>_if<ifindex>`. `attach` creates a link (see [`tcx_egress_link`]) where
 /// none is pinned; it must do so in the interfaces' network namespace, where the kernel
-/// resolves their indexes (pinning, on the other hand, fails with EPERM from a thread in
-/// another namespace, so it happens here). `current` holds the interfaces this agent
-/// already put `program` on and is kept up to date, so a steady state costs one
-/// directory listing.
+/// resolves their indexes. `current` holds the interfaces this agent already put
+/// `program` on and is kept up to date, so a steady state costs one directory listing.
 pub fn sync_interface_links(
     pins: &Pins,
     name: &str,

@@ -46,8 +46,7 @@ fn zeroed() -> bpf_attr {
 
 /// `BPF_OBJ_GET`: opens a pinned object. `NotFound` when nothing is pinned there.
 pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
-    let path = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pin path contains a NUL byte"))?;
+    let path = c_path(path)?;
     let mut attr = zeroed();
     attr.__bindgen_anon_4.pathname = path.as_ptr() as u64;
     let fd = bpf(bpf_cmd::BPF_OBJ_GET, &mut attr)?;
@@ -58,8 +57,7 @@ pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
 
 /// `BPF_OBJ_PIN`: pins the object behind `fd` at `path` on a bpffs.
 pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-    let path = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pin path contains a NUL byte"))?;
+    let path = c_path(path)?;
     let mut attr = zeroed();
     attr.__bindgen_anon_4.pathname = path.as_ptr() as u64;
     attr.__bindgen_anon_4.bpf_fd = raw(fd);
@@ -125,6 +123,11 @@ fn link_info(link: BorrowedFd<'_>) -> io::Result<bpf_link_info> {
     attr.info.info = std::ptr::from_mut(&mut info) as u64;
     bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(info)
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pin path contains a NUL byte"))
 }
 
 fn raw(fd: BorrowedFd<'_>) -> u32 {

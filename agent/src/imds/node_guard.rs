@@ -37,23 +37,18 @@ pub struct NodeGuard {
     index: CgroupIndex,
     /// Interfaces this agent put the program on.
     guarded: BTreeSet<u32>,
-    /// What the last pass wrote to `IMDS_POD_LINKS`.
-    links: Option<BTreeMap<u32, u64>>,
+    /// What the last pass wrote to `IMDS_POD_LINKS`, and the routes and pod addresses it
+    /// came from: unchanged inputs need no route lookups.
+    links: Option<(Inputs, BTreeMap<u32, u64>)>,
     /// The last pass's failure, so a lasting one is logged once.
     failing: Option<String>,
     /// A change of state for the SOC, until the reconciler sends it.
     health: Option<Finding>,
 }
 
-/// What one pass found.
-struct Pass {
-    uplinks: BTreeSet<u32>,
-    changes: bpf::InterfaceLinks,
-    links: BTreeMap<u32, u64>,
-    /// Interfaces that lead to more than one pod (a CNI that routes every pod through one
-    /// device): no pod's allowance can be told apart there, so none applies.
-    shared: usize,
-}
+/// What the pods' interfaces are derived from: the node's routes, and each pod's
+/// addresses by its cgroup id.
+type Inputs = (Vec<netlink::Route>, BTreeMap<u64, Vec<IpAddr>>);
 
 impl NodeGuard {
     pub fn new(
@@ -116,17 +111,22 @@ impl NodeGuard {
     }
 
     fn try_sync(&mut self, blocked: &[IpNet], pods: &PodSnapshot) -> anyhow::Result<()> {
-        let addresses: Vec<(u64, Vec<IpAddr>)> = pods
+        let addresses: BTreeMap<u64, Vec<IpAddr>> = pods
             .values()
             .filter(|p| !p.host_network && !p.pod_ips.is_empty())
             .filter_map(|p| Some((self.index.pod_cgroup_id(&p.uid)?, p.pod_ips.clone())))
             .collect();
-        let (uplinks, (links, shared)) =
+        let last = self.links.as_ref();
+        let (uplinks, inputs, found) =
             netns::run_in(&self.host_netns, || -> anyhow::Result<_> {
                 let routes = netlink::routes().context("reading the node's routes")?;
                 let uplinks = netlink::uplinks(&routes, blocked);
-                let links = pod_links(&addresses, &uplinks)?;
-                Ok((uplinks, links))
+                let inputs = (routes, addresses);
+                if last.is_some_and(|(seen, _)| *seen == inputs) {
+                    return Ok((uplinks, inputs, None));
+                }
+                let found = pod_links(&inputs.1, &uplinks)?;
+                Ok((uplinks, inputs, Some(found)))
             })??;
         let (program, netns) = (self.program.as_fd(), &self.host_netns);
         let changes = bpf::sync_interface_links(
@@ -141,30 +141,31 @@ impl NodeGuard {
                 })??)
             },
         )?;
-        let pass = Pass {
-            uplinks,
-            changes,
-            links,
-            shared,
-        };
-        if pass.changes != bpf::InterfaceLinks::default() {
+        if changes != bpf::InterfaceLinks::default() {
             info!(
-                interfaces = ?pass.uplinks,
-                attached = ?pass.changes.attached,
-                adopted = ?pass.changes.adopted,
-                detached = ?pass.changes.detached,
+                interfaces = ?uplinks,
+                attached = ?changes.attached,
+                adopted = ?changes.adopted,
+                detached = ?changes.detached,
                 "node-side IMDS guard on the interfaces that lead to the blocked prefixes"
             );
         }
-        if self.links.as_ref() != Some(&pass.links) {
-            self.write_links(&pass.links)?;
+        let Some((links, shared)) = found else {
+            return Ok(());
+        };
+        if self
+            .links
+            .as_ref()
+            .is_none_or(|(_, written)| *written != links)
+        {
+            self.write_links(&links)?;
             info!(
-                pods = pass.links.len(),
-                shared_interfaces = pass.shared,
+                pods = links.len(),
+                shared_interfaces = shared,
                 "node interfaces of pods updated"
             );
-            self.links = Some(pass.links);
         }
+        self.links = Some((inputs, links));
         Ok(())
     }
 
@@ -190,9 +191,11 @@ impl NodeGuard {
 }
 
 /// Which interface leads to each pod: the node's route to the pod's addresses. Interfaces
-/// that also lead to the blocked prefixes, or to several pods, are left out.
+/// that also lead to the blocked prefixes are left out, and so are those that lead to
+/// several pods (a CNI that routes every pod through one device), where no pod's
+/// allowance can be told apart; the second value counts those.
 fn pod_links(
-    pods: &[(u64, Vec<IpAddr>)],
+    pods: &BTreeMap<u64, Vec<IpAddr>>,
     uplinks: &BTreeSet<u32>,
 ) -> anyhow::Result<(BTreeMap<u32, u64>, usize)> {
     let mut found: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();

@@ -24,7 +24,7 @@ const IPPROTO_UDP: u8 = 17;
 /// The discard port: where the datagram that makes the kernel resolve the next hop goes.
 const DISCARD_PORT: u16 = 9;
 /// How long to wait for the kernel to resolve the next hop's MAC address.
-const ARP_TIMEOUT: Duration = Duration::from_secs(2);
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// `ATF_COM` in /proc/net/arp: the entry holds a resolved address.
 const ATF_COM: u32 = 0x2;
 /// `RTF_UP` in /proc/net/route.
@@ -64,7 +64,9 @@ impl PacketSendArgs {
                 let (iface, next_hop) =
                     next_hop(&routes, addr, self.iface.as_deref()).ok_or_else(no_route)?;
                 let source = ipv4_of(&iface)?;
-                let mac = resolve(next_hop, &iface)?;
+                let mac = resolve(next_hop.into(), &iface, || {
+                    arp_entry(&fs::read_to_string("/proc/net/arp").ok()?, next_hop, &iface)
+                })?;
                 let packets = (0..self.count)
                     .map(|i| {
                         udp_packet(
@@ -107,7 +109,9 @@ impl PacketSendArgs {
         let (iface, next_hop) = packet6::next_hop(&packet6::routes()?, addr, self.iface.as_deref())
             .ok_or_else(|| io::Error::other(format!("no route to {addr}")))?;
         let source = packet6::address_of(&iface)?;
-        let mac = packet6::resolve(next_hop, &iface)?;
+        let mac = resolve(next_hop.into(), &iface, || {
+            packet6::neighbour(next_hop, &iface)
+        })?;
         let packets = (0..self.count)
             .map(|_| {
                 packet6::udp_packet(
@@ -158,25 +162,33 @@ fn ipv4_of(iface: &str) -> io::Result<Ipv4Addr> {
         .ok_or_else(|| io::Error::other(format!("no IPv4 address on {iface}")))
 }
 
-/// The MAC address of `next_hop` on `iface` from the ARP table. If it is not there, one
-/// ordinary datagram to the discard port makes the kernel resolve it.
-fn resolve(next_hop: Ipv4Addr, iface: &str) -> io::Result<[u8; 6]> {
-    let lookup = || arp_entry(&fs::read_to_string("/proc/net/arp").ok()?, next_hop, iface);
+/// The MAC address of `next_hop` on `iface`, as `lookup` finds it in the neighbour table.
+/// If it is not there, one ordinary datagram to the discard port makes the kernel resolve
+/// it (ARP or neighbour discovery).
+fn resolve(
+    next_hop: IpAddr,
+    iface: &str,
+    lookup: impl Fn() -> Option<[u8; 6]>,
+) -> io::Result<[u8; 6]> {
     if let Some(mac) = lookup() {
         return Ok(mac);
     }
     // A failure here (a denying hook, an ICMP error) shows as the missing entry below.
-    if let Ok(socket) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) {
+    let unspecified: IpAddr = match next_hop {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    if let Ok(socket) = UdpSocket::bind((unspecified, 0)) {
         let _ = socket.send_to(b"", (next_hop, DISCARD_PORT));
     }
-    let deadline = Instant::now() + ARP_TIMEOUT;
+    let deadline = Instant::now() + RESOLVE_TIMEOUT;
     loop {
         if let Some(mac) = lookup() {
             return Ok(mac);
         }
         if Instant::now() >= deadline {
             return Err(io::Error::other(format!(
-                "no ARP entry for next hop {next_hop} on {iface}"
+                "no neighbour entry for next hop {next_hop} on {iface}"
             )));
         }
         thread::sleep(Duration::from_millis(20));

@@ -3,10 +3,8 @@
 
 use std::fs;
 use std::io;
-use std::net::{Ipv6Addr, UdpSocket};
+use std::net::Ipv6Addr;
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use nix::ifaddrs::getifaddrs;
 
@@ -15,8 +13,6 @@ use crate::raw::checksum;
 const IPV6_HEADER_LEN: usize = 40;
 const UDP_HEADER_LEN: usize = 8;
 const IPPROTO_UDP: u8 = 17;
-const DISCARD_PORT: u16 = 9;
-const ND_TIMEOUT: Duration = Duration::from_secs(2);
 /// `RTF_UP` and `RTF_REJECT` in `/proc/net/ipv6_route`.
 const RTF_UP: u32 = 0x1;
 const RTF_REJECT: u32 = 0x200;
@@ -59,31 +55,8 @@ pub fn address_of(iface: &str) -> io::Result<Ipv6Addr> {
         .ok_or_else(|| io::Error::other(format!("no global IPv6 address on {iface}")))
 }
 
-/// The MAC address of `next_hop` on `iface`; one ordinary datagram to the discard port
-/// makes the kernel solicit it when it is not known yet.
-pub fn resolve(next_hop: Ipv6Addr, iface: &str) -> io::Result<[u8; 6]> {
-    let lookup = || neighbour(next_hop, iface);
-    if let Some(mac) = lookup() {
-        return Ok(mac);
-    }
-    if let Ok(socket) = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)) {
-        let _ = socket.send_to(b"", (next_hop, DISCARD_PORT));
-    }
-    let deadline = Instant::now() + ND_TIMEOUT;
-    loop {
-        if let Some(mac) = lookup() {
-            return Ok(mac);
-        }
-        if Instant::now() >= deadline {
-            return Err(io::Error::other(format!(
-                "no neighbour entry for next hop {next_hop} on {iface}"
-            )));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn neighbour(ip: Ipv6Addr, iface: &str) -> Option<[u8; 6]> {
+/// The MAC address of `ip` on `iface` in the neighbour table, if resolved.
+pub fn neighbour(ip: Ipv6Addr, iface: &str) -> Option<[u8; 6]> {
     let out = Command::new("ip")
         .args(["-6", "neigh", "show", &ip.to_string(), "dev", iface])
         .output()
