@@ -39,9 +39,6 @@ pub enum Bench {
 
 pub use collector::Args as CollectorArgs;
 
-/// Repetitions per workload and side; the median is reported with min–max.
-const REPETITIONS: usize = 5;
-
 struct Workload {
     name: &'static str,
     args: [&'static str; 6],
@@ -78,11 +75,15 @@ const EXEC_ONE: Workload = Workload {
 pub fn run(
     bench: Bench,
     agent_yaml: Option<&str>,
+    repetitions: usize,
     collector_args: &CollectorArgs,
 ) -> anyhow::Result<()> {
     if let Bench::Collector = bench {
         // Neither eBPF nor root: only the collector is built and measured.
         return collector::run(collector_args);
+    }
+    if repetitions == 0 {
+        bail!("--repetitions must be at least 1");
     }
     crate::setup::run()?;
     // Optimised binaries: the agent's cost is what is being measured.
@@ -96,13 +97,25 @@ pub fn run(
     // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
     unsafe { std::env::set_var(nodeward_testkit::BIN_DIR_ENV, &release) };
     match bench {
-        Bench::Connect => measure("connect", &[CONNECT, UDP], agent_yaml),
-        Bench::Exec => measure("exec", &[EXEC_STORM, EXEC_ONE, CONNECT, MIX], agent_yaml),
+        Bench::Connect => measure("connect", &[CONNECT, UDP], agent_yaml, repetitions),
+        Bench::Exec => measure(
+            "exec",
+            &[EXEC_STORM, EXEC_ONE, CONNECT, MIX],
+            agent_yaml,
+            repetitions,
+        ),
         Bench::Collector => unreachable!("measured above"),
     }
 }
 
-fn measure(what: &str, workloads: &[Workload], agent_yaml: Option<&str>) -> anyhow::Result<()> {
+/// Runs each workload `repetitions` times per side, alternating in random order; the
+/// median is reported with min–max.
+fn measure(
+    what: &str,
+    workloads: &[Workload],
+    agent_yaml: Option<&str>,
+    repetitions: usize,
+) -> anyhow::Result<()> {
     let node = SimNode::builder()
         .pod(PodSpec::new("bench").host_network(true))
         .build();
@@ -117,7 +130,7 @@ fn measure(what: &str, workloads: &[Workload], agent_yaml: Option<&str>) -> anyh
     agent.wait_active();
     let agent_pid = agent.daemon().pid();
     println!("\nnodeward bench {what}: throughput with nodeward ÷ without, same run");
-    println!("({REPETITIONS} repetitions each, alternating in random order; median, min–max)\n");
+    println!("({repetitions} repetitions each, alternating in random order; median, min–max)\n");
     println!(
         "{:<52} {:>14} {:>14} {:>22}",
         "workload", "without (op/s)", "with (op/s)", "ratio"
@@ -127,7 +140,7 @@ fn measure(what: &str, workloads: &[Workload], agent_yaml: Option<&str>) -> anyh
     for workload in workloads {
         let mut without = Vec::new();
         let mut with = Vec::new();
-        for _ in 0..REPETITIONS {
+        for _ in 0..repetitions {
             let pod_first = rand_bool();
             for on_pod in [pod_first, !pod_first] {
                 let result = if on_pod {

@@ -36,6 +36,10 @@ enum Command {
         /// compare settings (e.g. `sensors: {egress: false}`).
         #[arg(long, value_name = "YAML")]
         agent_yaml: Option<String>,
+        /// Runs of each workload per side in `connect` and `exec`; more runs narrow the
+        /// median when the machine is noisy.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        repetitions: usize,
         /// Options of `bench collector`.
         #[command(flatten)]
         collector: bench::CollectorArgs,
@@ -54,8 +58,9 @@ fn main() -> anyhow::Result<()> {
         Command::Bench {
             what,
             agent_yaml,
+            repetitions,
             collector,
-        } => bench::run(what, agent_yaml.as_deref(), &collector),
+        } => bench::run(what, agent_yaml.as_deref(), repetitions, &collector),
         Command::Certs(args) => certs::run(args),
         Command::GenCrd => gen_crd::run(),
     }
