@@ -17,6 +17,8 @@
 mod collector;
 mod kernel_cost;
 
+use std::num::NonZeroUsize;
+
 use anyhow::bail;
 use clap::ValueEnum;
 use nodeward_testkit::{
@@ -75,15 +77,12 @@ const EXEC_ONE: Workload = Workload {
 pub fn run(
     bench: Bench,
     agent_yaml: Option<&str>,
-    repetitions: usize,
+    repetitions: NonZeroUsize,
     collector_args: &CollectorArgs,
 ) -> anyhow::Result<()> {
     if let Bench::Collector = bench {
         // Neither eBPF nor root: only the collector is built and measured.
         return collector::run(collector_args);
-    }
-    if repetitions == 0 {
-        bail!("--repetitions must be at least 1");
     }
     crate::setup::run()?;
     // Optimised binaries: the agent's cost is what is being measured.
@@ -96,6 +95,7 @@ pub fn run(
     let release = cmd::workspace_root().join("target/release");
     // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
     unsafe { std::env::set_var(nodeward_testkit::BIN_DIR_ENV, &release) };
+    let repetitions = repetitions.get();
     match bench {
         Bench::Connect => measure("connect", &[CONNECT, UDP], agent_yaml, repetitions),
         Bench::Exec => measure(

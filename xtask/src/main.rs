@@ -38,8 +38,8 @@ enum Command {
         agent_yaml: Option<String>,
         /// Runs of each workload per side in `connect` and `exec`; more runs narrow the
         /// median when the machine is noisy.
-        #[arg(long, value_name = "N", default_value_t = 5)]
-        repetitions: usize,
+        #[arg(long, value_name = "N", default_value = "5")]
+        repetitions: std::num::NonZeroUsize,
         /// Options of `bench collector`.
         #[command(flatten)]
         collector: bench::CollectorArgs,
