@@ -45,6 +45,7 @@ pub struct Metrics {
     enrollments: Family<OutcomeLabel, Counter>,
     node_guard_interfaces: Gauge,
     node_guard_failing: Gauge,
+    packet_guards: Gauge,
 }
 
 impl Metrics {
@@ -111,6 +112,12 @@ impl Metrics {
         }
     }
 
+    /// How many cgroups carry their own IMDS packet hook.
+    pub fn packet_guards(&self, count: usize) {
+        self.packet_guards
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
     /// A registry with every metric and the outbox's gauges.
     pub fn registry(self: &Arc<Self>, outbox: Outbox) -> Registry {
         let mut registry = Registry::with_prefix("nodeward");
@@ -163,6 +170,11 @@ impl Metrics {
             "imds_node_guard_failing",
             "1 while the node-side IMDS guard cannot run (see the agent's log), else 0",
             self.node_guard_failing.clone(),
+        );
+        registry.register(
+            "imds_packet_guards",
+            "Pods (cgroups) with their own IMDS packet hook, attached when they opened a raw, ICMP or UDP-Lite socket",
+            self.packet_guards.clone(),
         );
         registry.register_collector(Box::new(SpoolCollector(outbox)));
         registry

@@ -32,13 +32,29 @@ pub const MAP_UPLINK: &str = "IMDS_UPLINK";
 /// forwarded packet came from (its `ingress_ifindex`). Written by the agent from the pods'
 /// addresses and the node's routes.
 pub const MAP_POD_LINKS: &str = "IMDS_POD_LINKS";
+/// Hash of cgroup ids (value unused) that carry their own [`PROG_EGRESS`] link: the pods
+/// that opened a socket only the packet hook can judge.
+pub const MAP_PACKET_GUARDS: &str = "IMDS_PKT_GUARDS";
+/// Hash of cgroup ids (value unused) where such a socket was opened outside every guarded
+/// cgroup: written by [`PROG_SOCK_CREATE`], drained by the agent, which guards them.
+pub const MAP_PACKET_WANTED: &str = "IMDS_PKT_WANTED";
+/// Ring buffer of `u64` cgroup ids, one per new [`MAP_PACKET_WANTED`] entry: the agent's
+/// wake-up, so a guard follows the socket within milliseconds.
+pub const MAP_PACKET_RING: &str = "IMDS_PKT_RING";
 
 /// Program names, as the agent finds them in the object file.
 pub const PROG_CONNECT4: &str = "imds_connect4";
 pub const PROG_CONNECT6: &str = "imds_connect6";
 pub const PROG_SENDMSG4: &str = "imds_sendmsg4";
 pub const PROG_SENDMSG6: &str = "imds_sendmsg6";
+/// `cgroup_skb/egress`, attached per pod (see [`MAP_PACKET_GUARDS`]), never to the whole
+/// pod cgroup: every packet of a guarded cgroup pays for it.
 pub const PROG_EGRESS: &str = "imds_egress";
+/// `cgroup/sock_create` on the pod cgroup: asks for a pod's [`PROG_EGRESS`] link when the
+/// pod opens its first raw, ICMP or other socket that no socket call judges.
+pub const PROG_SOCK_CREATE: &str = "imds_sock_create";
+/// Pin name prefix of the per-cgroup [`PROG_EGRESS`] links; the cgroup id follows.
+pub const PACKET_GUARD_PIN_PREFIX: &str = "imds_egress_cg";
 /// On the node's interfaces that lead to a blocked prefix (tcx egress): packets no pod
 /// hook saw, forwarded from a pod's network namespace or sent by a pod's packet socket.
 pub const PROG_UPLINK: &str = "imds_uplink";
@@ -53,6 +69,10 @@ pub const MAX_SEEN: u32 = 16384;
 pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
 /// Node interfaces mapped to pods.
 pub const MAX_POD_LINKS: u32 = 8192;
+/// Cgroups with their own packet hook, and cgroups waiting for one.
+pub const MAX_PACKET_GUARDS: u32 = 4096;
+/// The wake-up ring's size in bytes (one page: a record is 16 bytes with its header).
+pub const PACKET_RING_BYTES: u32 = 4096;
 /// Cgroup levels walked (from the root) when looking for an allowed ancestor.
 pub const MAX_CGROUP_DEPTH: i32 = 16;
 /// At most one report per key in this interval; attempts in between are counted, and the

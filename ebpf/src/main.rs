@@ -18,6 +18,7 @@ mod egress;
 mod imds;
 mod maps;
 mod packet;
+mod packet_guard;
 mod probes;
 mod sock_addr;
 mod uplink;

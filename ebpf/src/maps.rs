@@ -12,7 +12,8 @@ use nodeward_common::exec::{
 };
 use nodeward_common::imds::{
     EVENTS_RING_BYTES, ImdsConfig, ImdsKey, ImdsSeen, MAX_ALLOWED_PODS, MAX_BLOCKED_PREFIXES,
-    MAX_POD_LINKS, MAX_SEEN, Prefilter, STAT_COUNT, UplinkConfig,
+    MAX_PACKET_GUARDS, MAX_POD_LINKS, MAX_SEEN, PACKET_RING_BYTES, Prefilter, STAT_COUNT,
+    UplinkConfig,
 };
 
 #[map]
@@ -48,6 +49,15 @@ pub static IMDS_UPLINK: Array<UplinkConfig> = Array::pinned(1, 0);
 
 #[map]
 pub static IMDS_POD_LINKS: HashMap<u32, u64> = HashMap::pinned(MAX_POD_LINKS, 0);
+
+#[map]
+pub static IMDS_PKT_GUARDS: HashMap<u64, u32> = HashMap::pinned(MAX_PACKET_GUARDS, 0);
+
+#[map]
+pub static IMDS_PKT_WANTED: HashMap<u64, u32> = HashMap::pinned(MAX_PACKET_GUARDS, 0);
+
+#[map]
+pub static IMDS_PKT_RING: RingBuf = RingBuf::pinned(PACKET_RING_BYTES, 0);
 
 #[map]
 pub static EXEC_CONFIG: Array<ExecConfig> = Array::with_max_entries(1, 0);

@@ -197,5 +197,12 @@ pub fn from_tcp_or_udp_socket(frame: &impl Frame) -> bool {
     }
     // SAFETY: a full socket returned by the helper.
     let (kind, protocol) = unsafe { ((*full).type_, (*full).protocol) };
+    judged_at_socket_calls(kind, protocol)
+}
+
+/// Whether a socket of this type and protocol names its destinations in connect or
+/// sendmsg, where the socket hooks judge them; the packet hook judges all others.
+#[inline(always)]
+pub fn judged_at_socket_calls(kind: u32, protocol: u32) -> bool {
     kind == SOCK_STREAM || (kind == SOCK_DGRAM && protocol == u32::from(IPPROTO_UDP))
 }

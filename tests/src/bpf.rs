@@ -10,6 +10,8 @@ use std::path::Path;
 pub enum AttachType {
     /// `BPF_CGROUP_INET_EGRESS`
     InetEgress,
+    /// `BPF_CGROUP_INET_SOCK_CREATE`
+    InetSockCreate,
     /// `BPF_CGROUP_INET4_CONNECT`
     Inet4Connect,
     /// `BPF_CGROUP_INET6_CONNECT`
@@ -24,6 +26,7 @@ impl AttachType {
     fn number(self) -> u32 {
         match self {
             Self::InetEgress => 1,
+            Self::InetSockCreate => 2,
             Self::Inet4Connect => 10,
             Self::Inet6Connect => 11,
             Self::Udp4Sendmsg => 14,

@@ -78,7 +78,7 @@ mod wait;
 
 pub use builder::SimNodeBuilder;
 pub use capture::ImdsPacket;
-pub use cgroup::{cgroup2_mount, process_cgroup};
+pub use cgroup::{CgroupTree, cgroup2_mount, process_cgroup};
 pub use imds::{
     IMDS_V4, IMDS_V6, ImdsRequest, ImdsServer, METADATA_BODY, POD_IDENTITY_V4, POD_IDENTITY_V6,
     ServerLiveness, TOKEN,

@@ -155,6 +155,13 @@ impl SimNode {
         command_in(program, &self.node_ns.path(), &self.host_cgroup_dir())
     }
 
+    /// A command that runs `program` in the node's network namespace and in `cgroup_dir`
+    /// (absolute), such as a cgroup a test made below the pod cgroup.
+    #[must_use]
+    pub fn command_in(&self, program: impl AsRef<OsStr>, cgroup_dir: &Path) -> Command {
+        command_in(program, &self.node_ns.path(), cgroup_dir)
+    }
+
     /// Starts a long-running node process, killed when the guard drops.
     #[must_use]
     pub fn spawn_host(&self, program: &str, args: &[&str]) -> ProcessGuard {

@@ -148,7 +148,7 @@ fn audit_reports_without_refusing_and_modes_change_live() {
             AttachType::Inet6Connect,
             AttachType::Udp4Sendmsg,
             AttachType::Udp6Sendmsg,
-            AttachType::InetEgress,
+            AttachType::InetSockCreate,
         ]
         .map(|hook| attached_programs(&pods, hook))
     };

@@ -21,7 +21,7 @@ const HOOKS: [AttachType; 5] = [
     AttachType::Inet6Connect,
     AttachType::Udp4Sendmsg,
     AttachType::Udp6Sendmsg,
-    AttachType::InetEgress,
+    AttachType::InetSockCreate,
 ];
 
 fn programs(node: &SimNode) -> Vec<Vec<u32>> {

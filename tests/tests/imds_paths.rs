@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    Stack, connect, http_get, metadata_url, raw_send, tcp_fastopen, udp_send, wait_enforced,
+    NODE_SIDE_OF_METADATA_LINK, Stack, arm_packet_hook, connect, http_get, metadata_url, raw_send,
+    tcp_fastopen, udp_send, wait_enforced,
 };
 use nodeward_testkit::{
     IMDS_V4, IMDS_V6, POD_IDENTITY_V4, POD_IDENTITY_V6, PodSpec, SimNode, SimPod, require_root,
@@ -58,7 +59,7 @@ fn check_reachable(pod: &SimPod) {
         );
     }
     // Any other destination: the node side of the metadata link.
-    let got = raw_send(pod, "10.254.0.1");
+    let got = raw_send(pod, NODE_SIDE_OF_METADATA_LINK);
     assert!(
         got.ok,
         "{} must still reach other addresses: {got:?}",
@@ -84,6 +85,10 @@ fn every_path_to_imds_is_refused_for_ordinary_and_host_network_pods() {
     let exporter = stack.node.pod("node-exporter");
     wait_enforced(&web);
     wait_enforced(&exporter);
+    // Raw sockets get `EPERM` from the pod's own packet hook, which follows its first
+    // one; `imds_packet_hook.rs` shows what happens before.
+    arm_packet_hook(&stack, &web);
+    arm_packet_hook(&stack, &exporter);
 
     let imds = stack.node.imds();
     let before = (

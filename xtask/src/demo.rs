@@ -4,11 +4,14 @@
 //! a SOC subscriber and the agent, shows the same reads refused while node processes are
 //! unaffected, prints the finding the SOC received, and removes everything.
 
-use std::time::{Duration, Instant};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    time::{Duration, Instant},
+};
 
 use anyhow::bail;
 use nodeward_testkit::{
-    IMDS_V4, IMDS_V6, POD_IDENTITY_V4, PodSpec, ProbeResult, SimNode,
+    IMDS_V4, IMDS_V6, POD_IDENTITY_V4, PodSpec, ProbeResult, SimNode, SimPod,
     stack::{AgentProcess, AgentSpec, CollectorProcess, TailProcess},
 };
 
@@ -40,6 +43,7 @@ pub fn is_root() -> bool {
 /// The simulated node and nodeward around it; fields drop in order, node last.
 struct Demo {
     agent: AgentProcess,
+    spec: AgentSpec,
     tail: TailProcess,
     /// Kept running until the demo ends.
     _collector: CollectorProcess,
@@ -151,6 +155,7 @@ fn start_nodeward(node: SimNode) -> Demo {
     );
     Demo {
         agent,
+        spec,
         tail,
         _collector: collector,
         node,
@@ -179,9 +184,22 @@ impl Demo {
             &format!("UDP datagram to {v4}:80"),
             &web.probe(&["udp-send", "--addr", &v4, "--port", "80"]),
         );
+        let first = web.probe(&["raw-send", "--addr", &v4]);
         attempt(
             "pod shop/web",
-            &format!("raw ICMP packet to {v4}"),
+            &format!("raw ICMP packet to {v4}, its first raw socket"),
+            &first,
+        );
+        if first.ok {
+            println!(
+                "   {:<14} (dropped on the node as it left; the pod now gets its own packet hook)",
+                ""
+            );
+        }
+        self.wait_packet_hook(&web);
+        attempt(
+            "pod shop/web",
+            &format!("raw ICMP packet to {v4}, again"),
             &web.probe(&["raw-send", "--addr", &v4]),
         );
         attempt(
@@ -200,11 +218,28 @@ impl Demo {
             &self.node.host_probe(&["http-get", &v4_url()]),
         );
         println!(
-            "   Every way out of the pod was refused inside its own kernel call: no packet reached the service."
+            "   Every way out of the pod was refused in the kernel: no packet reached the service."
         );
         println!(
             "   The allowlisted pod, EKS Pod Identity and node processes such as the kubelet are unaffected."
         );
+    }
+
+    /// Waits until the agent has put the packet hook on `pod` (it follows the pod's first
+    /// raw socket within milliseconds).
+    fn wait_packet_hook(&self, pod: &SimPod) {
+        let cgroup = self.node.cgroup_root().join(pod.pod_cgroup_path());
+        let Ok(id) = std::fs::metadata(&cgroup).map(|m| m.ino()) else {
+            return;
+        };
+        let pin = self
+            .spec
+            .pins(&self.node)
+            .join(format!("v1/links/imds_egress_cg{id}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pin.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn survive_a_kill(&mut self) {

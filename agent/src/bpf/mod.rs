@@ -9,11 +9,12 @@ mod sys;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Map, MapError},
-    programs::{CgroupSkb, CgroupSockAddr, Program, ProgramError, SchedClassifier},
+    programs::{CgroupSkb, CgroupSock, CgroupSockAddr, Program, ProgramError, SchedClassifier},
 };
 
 pub use self::pins::{
-    InterfaceLinks, Pins, attach_pinned, remove_all, sync_interface_links, tcx_egress_link,
+    InterfaceLinks, Pins, attach_pinned, cgroup_link, remove_all, sync_interface_links,
+    tcx_egress_link, unpin_link,
 };
 
 /// Built by build.rs from the `nodeward-ebpf` crate.
@@ -75,6 +76,15 @@ impl Loadable for CgroupSockAddr {
 }
 
 impl Loadable for CgroupSkb {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+    fn from_program(program: &mut Program) -> Result<&mut Self, ProgramError> {
+        program.try_into()
+    }
+}
+
+impl Loadable for CgroupSock {
     fn load_program(&mut self) -> Result<(), ProgramError> {
         self.load()
     }

@@ -14,7 +14,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::programs::links::FdLink;
+use aya_obj::generated::bpf_attach_type;
 use tracing::{info, warn};
 
 use super::sys;
@@ -97,14 +97,14 @@ pub enum Attached {
 
 /// Makes `program` run on `cgroup` through the link pinned as `name`.
 ///
-/// `attach` creates a new link when one is needed. Replacement goes through
-/// `BPF_LINK_UPDATE`, which swaps the program atomically.
+/// `attach` creates a new link when one is needed (see [`cgroup_link`]). Replacement
+/// goes through `BPF_LINK_UPDATE`, which swaps the program atomically.
 pub fn attach_pinned(
     pins: &Pins,
     name: &str,
     program: impl AsFd,
     cgroup_id: u64,
-    attach: impl FnOnce() -> anyhow::Result<FdLink>,
+    attach: impl FnOnce() -> std::io::Result<OwnedFd>,
 ) -> anyhow::Result<Attached> {
     let path = pins.links().join(name);
     let existing = match sys::obj_get(&path) {
@@ -117,9 +117,7 @@ pub fn attach_pinned(
         }
     };
     let Some(link) = existing else {
-        attach()?
-            .pin(&path)
-            .map_err(|e| anyhow::anyhow!("pinning link {}: {e}", path.display()))?;
+        pin_new(attach, &path)?;
         return Ok(Attached::New);
     };
     let info = sys::cgroup_link_info(&link)?;
@@ -141,9 +139,7 @@ pub fn attach_pinned(
     // bpffs refuses dots in names (EPERM; they are reserved for the kernel's own files).
     let staging = pins.links().join(format!("{name}_new"));
     let _ = fs::remove_file(&staging);
-    attach()?
-        .pin(&staging)
-        .map_err(|e| anyhow::anyhow!("pinning link {}: {e}", staging.display()))?;
+    pin_new(attach, &staging)?;
     fs::rename(&staging, &path)
         .map_err(|e| anyhow::Error::new(e).context(format!("replacing pin {}", path.display())))?;
     if let Err(err) = sys::link_detach(link.as_fd()) {
@@ -156,6 +152,29 @@ pub fn attach_pinned(
         "moved pinned link to the configured cgroup"
     );
     Ok(Attached::Moved)
+}
+
+/// Creates a link with `attach` and pins it at `path`; a link that cannot be pinned is
+/// detached again, so nothing is left attached that no agent can find.
+fn pin_new(attach: impl FnOnce() -> std::io::Result<OwnedFd>, path: &Path) -> anyhow::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let link = attach().map_err(|e| anyhow::Error::new(e).context(format!("attaching {name}")))?;
+    if let Err(err) = sys::obj_pin(link.as_fd(), path) {
+        let _ = sys::link_detach(link.as_fd());
+        return Err(anyhow::Error::new(err).context(format!("pinning {}", path.display())));
+    }
+    Ok(())
+}
+
+/// A cgroup link of `program` at `attach_type` on the cgroup whose directory `cgroup` is
+/// open. Links always join the cgroup's program list in multi mode: other programs on the
+/// cgroup (Cilium's, systemd's) keep running.
+pub fn cgroup_link(
+    program: BorrowedFd<'_>,
+    cgroup: BorrowedFd<'_>,
+    attach_type: bpf_attach_type,
+) -> std::io::Result<OwnedFd> {
+    sys::cgroup_link(program, cgroup, attach_type)
 }
 
 /// What `sync_interface_links` changed.
@@ -243,6 +262,29 @@ pub fn sync_interface_links(
 /// namespace, ahead of the programs already there.
 pub fn tcx_egress_link(program: BorrowedFd<'_>, ifindex: u32) -> std::io::Result<OwnedFd> {
     sys::tcx_egress_link(program, ifindex)
+}
+
+/// Detaches the link pinned at `path` (if its hook still exists) and removes the pin;
+/// nothing pinned there is not an error.
+pub fn unpin_link(path: &Path) -> anyhow::Result<()> {
+    match sys::obj_get(path) {
+        Ok(link) => {
+            if let Err(err) = sys::link_detach(link.as_fd()) {
+                // A link whose cgroup ended is detached already.
+                if err.raw_os_error() != Some(libc::ENOLINK) {
+                    warn!(link = %path.display(), error = %err, "detaching failed; removing the pin anyway");
+                }
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => warn!(link = %path.display(), error = %err, "cannot open pinned link"),
+    }
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(err).context(format!("removing {}", path.display())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Detaches every pinned link and removes every pin under `base`; returns what was

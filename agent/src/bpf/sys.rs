@@ -107,6 +107,24 @@ pub fn tcx_egress_link(program: BorrowedFd<'_>, ifindex: u32) -> io::Result<Owne
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `BPF_LINK_CREATE` of a cgroup link. The kernel refuses attach flags on cgroup links
+/// (kernel/bpf/cgroup.c, `cgroup_bpf_link_attach`); without them the link joins the
+/// cgroup's program list in multi mode.
+pub fn cgroup_link(
+    program: BorrowedFd<'_>,
+    cgroup: BorrowedFd<'_>,
+    attach_type: bpf_attach_type,
+) -> io::Result<OwnedFd> {
+    let mut attr = zeroed();
+    attr.link_create.__bindgen_anon_1.prog_fd = raw(program);
+    attr.link_create.__bindgen_anon_2.target_fd = raw(cgroup);
+    attr.link_create.attach_type = attach_type as u32;
+    let fd = bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)?;
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("fd out of range"))?;
+    // SAFETY: the kernel just returned this new file descriptor to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// The interface a tcx link is on; 0 once the interface is gone (the link is defunct).
 pub fn tcx_link_ifindex(link: impl AsFd) -> io::Result<u32> {
     let info = link_info(link.as_fd())?;

@@ -137,7 +137,7 @@ impl Detector {
 fn attempt(event: &ImdsEvent, who: &str, comm: &str, count: u64) -> (String, String) {
     let actor = match event.hook {
         HOOK_EGRESS => format!("a raw socket in {who}"),
-        HOOK_UPLINK => format!("a packet socket in {who}"),
+        HOOK_UPLINK => format!("a raw or packet socket in {who}"),
         HOOK_FORWARDED if event.cgroup_id == 0 => format!(
             "a packet forwarded from node interface {}, where no known pod is,",
             event.ifindex

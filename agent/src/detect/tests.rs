@@ -338,7 +338,7 @@ mod imds {
         assert!(
             finding
                 .summary
-                .contains("a packet socket in pod shop/web-1"),
+                .contains("a raw or packet socket in pod shop/web-1"),
             "{}",
             finding.summary
         );

@@ -1,20 +1,25 @@
 //! IMDS enforcement. Programs on the pod cgroup guard every socket way out of a pod
 //! towards the blocked prefixes: `connect4`/`connect6` (TCP, connected UDP, TCP Fast
-//! Open), `sendmsg4`/`sendmsg6` (unconnected UDP) and `cgroup_skb/egress` (raw sockets).
-//! They apply to every pod whatever its network, hostNetwork pods included, and to pods
-//! and containers created later, since cgroup programs reach all descendants. What no
-//! socket hook sees (frames written on packet sockets) is judged on the node's side, at
-//! tcx egress of the interfaces that lead to the blocked prefixes (`node_guard`). Links
-//! and maps are pinned: enforcement stays when the agent stops, and a new agent adopts it.
+//! Open) and `sendmsg4`/`sendmsg6` (unconnected UDP). They apply to every pod whatever its
+//! network, hostNetwork pods included, and to pods and containers created later, since
+//! cgroup programs reach all descendants. Raw, ICMP and UDP-Lite sockets name no
+//! destination in a socket call; a pod that opens one gets the packet hook
+//! (`cgroup_skb/egress`) on its own cgroup (`packet_guard`). What no pod hook sees (frames
+//! written on packet sockets, and those sockets' packets until their pod's hook is on) is
+//! judged on the node's side, at tcx egress of the interfaces that lead to the blocked
+//! prefixes (`node_guard`). Links and maps are pinned: enforcement stays when the agent
+//! stops, and a new agent adopts it.
 
 mod events;
 mod maps;
 mod node_guard;
+mod packet_guard;
+mod raw_sockets;
 mod reconcile;
 
 use std::{
     os::{fd::AsFd as _, unix::fs::MetadataExt as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
 };
 
@@ -22,16 +27,16 @@ use anyhow::Context as _;
 use aya::{
     Ebpf,
     maps::{Array, PerCpuArray, RingBuf},
-    programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SchedClassifier,
-        links::FdLink,
-    },
+    programs::{CgroupSkb, CgroupSock, CgroupSockAddr, SchedClassifier},
 };
+use aya_obj::generated::bpf_attach_type;
 use nodeward_common::imds as shared;
 use tokio::{io::unix::AsyncFd, sync::watch};
 use tracing::info;
 
-use self::{maps::ImdsMaps, node_guard::NodeGuard, reconcile::Reconciler};
+use self::{
+    maps::ImdsMaps, node_guard::NodeGuard, packet_guard::PacketGuard, reconcile::Reconciler,
+};
 use crate::{
     bpf, caps,
     cgroup::{self, open_cgroup},
@@ -41,12 +46,24 @@ use crate::{
     pods::PodSnapshot,
 };
 
-/// The programs on sockets: (name, what they guard).
-const SOCK_ADDR_PROGRAMS: [&str; 4] = [
-    shared::PROG_CONNECT4,
-    shared::PROG_CONNECT6,
-    shared::PROG_SENDMSG4,
-    shared::PROG_SENDMSG6,
+/// The programs on socket calls, and where each attaches.
+const SOCK_ADDR_PROGRAMS: [(&str, bpf_attach_type); 4] = [
+    (
+        shared::PROG_CONNECT4,
+        bpf_attach_type::BPF_CGROUP_INET4_CONNECT,
+    ),
+    (
+        shared::PROG_CONNECT6,
+        bpf_attach_type::BPF_CGROUP_INET6_CONNECT,
+    ),
+    (
+        shared::PROG_SENDMSG4,
+        bpf_attach_type::BPF_CGROUP_UDP4_SENDMSG,
+    ),
+    (
+        shared::PROG_SENDMSG6,
+        bpf_attach_type::BPF_CGROUP_UDP6_SENDMSG,
+    ),
 ];
 
 pub struct ImdsEnforcer {
@@ -147,31 +164,44 @@ impl Module for ImdsEnforcer {
         let cgroup_id = std::fs::metadata(&self.pod_cgroup)
             .with_context(|| format!("reading {}", self.pod_cgroup.display()))?
             .ino();
-        // aya attaches through bpf_link_create, and cgroup links always join the cgroup's
-        // program list in multi mode (other programs, such as Cilium's or systemd's, keep
-        // running). The kernel refuses explicit attach flags on links with EINVAL
-        // (kernel/bpf/cgroup.c, cgroup_bpf_link_attach), so `Single` (flags 0) is the mode
-        // that yields a multi attachment here.
-        for name in SOCK_ADDR_PROGRAMS {
-            let program = bpf::load_program::<CgroupSockAddr>(ebpf, name)?;
-            let fd = program.fd()?.try_clone()?;
-            let how = bpf::attach_pinned(pins, name, &fd, cgroup_id, || {
-                let id = program.attach(&cgroup, CgroupAttachMode::Single)?;
-                Ok(FdLink::try_from(program.take_link(id)?)?)
+        // Links join the cgroup's program list in multi mode (see bpf::cgroup_link).
+        let attach = |name: &str, program: std::os::fd::BorrowedFd<'_>, at| {
+            let how = bpf::attach_pinned(pins, name, program, cgroup_id, || {
+                bpf::cgroup_link(program, cgroup.as_fd(), at)
             })?;
             info!(program = name, ?how, "attached");
+            anyhow::Ok(())
+        };
+        for (name, at) in SOCK_ADDR_PROGRAMS {
+            let program = bpf::load_program::<CgroupSockAddr>(ebpf, name)?;
+            attach(name, program.fd()?.as_fd(), at)?;
         }
-        let program = bpf::load_program::<CgroupSkb>(ebpf, shared::PROG_EGRESS)?;
-        let fd = program.fd()?.try_clone()?;
-        let how = bpf::attach_pinned(pins, shared::PROG_EGRESS, &fd, cgroup_id, || {
-            let id = program.attach(
-                &cgroup,
-                CgroupSkbAttachType::Egress,
-                CgroupAttachMode::Single,
-            )?;
-            Ok(FdLink::try_from(program.take_link(id)?)?)
-        })?;
-        info!(program = shared::PROG_EGRESS, ?how, "attached");
+        // The requests for per-pod packet hooks, before the pods holding such sockets
+        // already are looked for: a socket opened in between is asked for, not missed.
+        let program = bpf::load_program::<CgroupSock>(ebpf, shared::PROG_SOCK_CREATE)?;
+        attach(
+            shared::PROG_SOCK_CREATE,
+            program.fd()?.as_fd(),
+            bpf_attach_type::BPF_CGROUP_INET_SOCK_CREATE,
+        )?;
+        let program = bpf::load_program::<CgroupSkb>(ebpf, shared::PROG_EGRESS)?
+            .fd()?
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the packet hook's fd")?;
+        let mut packet_guard = PacketGuard::new(
+            program,
+            pins.clone(),
+            self.cgroup_root.clone(),
+            self.pod_cgroup.clone(),
+            (
+                bpf::take_map(ebpf, shared::MAP_PACKET_GUARDS)?,
+                bpf::take_map(ebpf, shared::MAP_PACKET_WANTED)?,
+            ),
+            ctx.metrics.clone(),
+        );
+        packet_guard.start(Path::new("/proc"))?;
+        let packet_ring = bpf::ring::register(bpf::take_map(ebpf, shared::MAP_PACKET_RING)?)?;
         info!(cgroup = %self.pod_cgroup.display(), pins = %config.bpf_pin_path.display(), mode = ?config.imds.mode, "IMDS enforcement active");
 
         let ring: RingBuf<_> = bpf::take_map(ebpf, shared::MAP_EVENTS)?;
@@ -199,6 +229,10 @@ impl Module for ImdsEnforcer {
                 ctx.events.clone(),
                 token.clone(),
             ),
+        );
+        ctx.supervisor.spawn(
+            "imds-packet-guard",
+            packet_guard::run(packet_guard, packet_ring, token.clone()),
         );
         ctx.supervisor.spawn(
             "imds-reconcile",

@@ -7,4 +7,5 @@ mod exec;
 mod host_egress;
 mod sendmsg4;
 mod sendmsg6;
+mod sock_create;
 mod uplink;

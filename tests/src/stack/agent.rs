@@ -117,8 +117,9 @@ impl AgentSpec {
         dir
     }
 
-    /// Where this instance pins, on the node's bpffs.
-    fn pins(&self, node: &SimNode) -> PathBuf {
+    /// Where this instance pins (its `bpfPinPath`), on the node's bpffs.
+    #[must_use]
+    pub fn pins(&self, node: &SimNode) -> PathBuf {
         node.bpffs()
             .join(self.instance.as_deref().unwrap_or("nodeward"))
     }

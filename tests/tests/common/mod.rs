@@ -2,10 +2,14 @@
 //! SOC subscriber and agent, plus the probes pods run.
 #![allow(dead_code, reason = "each test file uses a different part")]
 
-use std::time::{Duration, Instant};
+use std::{
+    os::unix::fs::MetadataExt as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use nodeward_testkit::{
-    IMDS_V4, ProbeResult, SimNode, SimPod,
+    IMDS_V4, ProbeResult, SimNode, SimPod, cgroup2_mount,
     stack::{AgentProcess, AgentSpec, CollectorProcess, TailProcess},
     wait_until,
 };
@@ -106,6 +110,43 @@ pub fn tcp_fastopen(pod: &SimPod, addr: &str) -> ProbeResult {
 pub fn raw_send(pod: &SimPod, addr: &str) -> ProbeResult {
     pod.probe(&["raw-send", "--addr", addr])
 }
+
+/// Where the agent pins the packet hook of the cgroup with this id.
+pub fn packet_hook_pin(stack: &Stack, cgroup_id: u64) -> PathBuf {
+    stack
+        .spec
+        .pins(&stack.node)
+        .join("v1/links")
+        .join(format!("imds_egress_cg{cgroup_id}"))
+}
+
+/// The id of `pod`'s pod-level cgroup, where its packet hook goes.
+pub fn pod_cgroup_id(pod: &SimPod) -> u64 {
+    let dir = cgroup2_mount().join(pod.pod_cgroup_path());
+    std::fs::metadata(&dir)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", dir.display()))
+        .ino()
+}
+
+/// Whether the agent has put the packet hook on `pod`'s cgroup.
+pub fn has_packet_hook(stack: &Stack, pod: &SimPod) -> bool {
+    packet_hook_pin(stack, pod_cgroup_id(pod)).exists()
+}
+
+/// Has `pod` open its first raw socket (an echo request to the node's side of the
+/// metadata link, which it may reach) and waits for the agent to put the packet hook on
+/// the pod. Until then the node-side guard judges such sockets' packets, and drops those
+/// to the metadata service without `EPERM`.
+pub fn arm_packet_hook(stack: &Stack, pod: &SimPod) {
+    let got = raw_send(pod, NODE_SIDE_OF_METADATA_LINK);
+    assert!(got.ok, "{}: raw-send to the node: {got:?}", pod.name());
+    wait_until(ATTACH_DEADLINE, "the packet hook on the pod", || {
+        has_packet_hook(stack, pod).then_some(())
+    });
+}
+
+/// An address pods may reach on the metadata link's network (the node's end of it).
+pub const NODE_SIDE_OF_METADATA_LINK: &str = "10.254.0.1";
 
 /// The URL of the metadata service at `addr`.
 pub fn metadata_url(addr: &str) -> String {

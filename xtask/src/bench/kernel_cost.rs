@@ -15,11 +15,12 @@ use aya::{
 };
 
 /// The programs nodeward loads, by their kernel names (truncated to 15 bytes).
-const PROGRAMS: [&str; 6] = [
+const PROGRAMS: [&str; 7] = [
     "imds_connect4",
     "imds_connect6",
     "imds_sendmsg4",
     "imds_sendmsg6",
+    "imds_sock_creat",
     "imds_egress",
     "exec_sensor",
 ];

@@ -20,6 +20,9 @@ pub struct RawSendArgs {
     /// Destination address.
     #[arg(long)]
     addr: IpAddr,
+    /// Keep the socket open this long after sending, as a pinging daemon would.
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
 }
 
 impl RawSendArgs {
@@ -33,6 +36,8 @@ impl RawSendArgs {
         let packet = echo_request(kind, self.addr.is_ipv4());
         let to = SockaddrStorage::from(SocketAddr::new(self.addr, 0));
         sendto(fd.as_raw_fd(), &packet, &to, MsgFlags::empty()).map_err(io::Error::from)?;
+        std::thread::sleep(std::time::Duration::from_millis(self.hold_ms));
+        drop(fd);
         Ok(ProbeResult::success())
     }
 }
