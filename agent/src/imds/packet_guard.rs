@@ -83,9 +83,9 @@ impl PacketGuard {
 
     /// Takes over what is already there: the links an earlier agent pinned get this
     /// agent's program, and the cgroups whose processes hold such a socket opened before
-    /// `imds_sock_create` was attached (found in /proc) are guarded. Only then is the link
-    /// of agents that put the hook on the whole pod cgroup taken off, so no socket is
-    /// left without it in between.
+    /// `imds_sock_create` was attached (found in /proc) are guarded. Only once all of
+    /// them are is the link of agents that put the hook on the whole pod cgroup taken
+    /// off (see `drain`), so no socket is left without it in between.
     pub fn start(&mut self, proc_root: &Path) -> anyhow::Result<()> {
         self.adopt()?;
         let holders = raw_sockets::holders(proc_root, &self.pod_cgroup);
@@ -98,10 +98,7 @@ impl PacketGuard {
         for id in holders {
             self.request(id)?;
         }
-        self.drain()?;
-        self.retire_whole_cgroup_link()?;
-        self.metrics.packet_guards(self.guarded.len());
-        Ok(())
+        self.drain()
     }
 
     /// Guards every cgroup the kernel asked for (and any `start` added). A request is
@@ -128,6 +125,9 @@ impl PacketGuard {
             self.failing.remove(&id);
             // A request made again meanwhile is answered by the guard now in place.
             let _ = self.wanted.remove(&id);
+        }
+        if self.failing.is_empty() {
+            self.retire_whole_cgroup_link()?;
         }
         self.metrics.packet_guards(self.guarded.len());
         Ok(())
@@ -284,7 +284,7 @@ impl PacketGuard {
     }
 
     /// Earlier agents put the hook on the whole pod cgroup, pinned under the program's
-    /// own name; per-pod links replace it.
+    /// own name; per-pod links replace it once every pod that asked has its own.
     fn retire_whole_cgroup_link(&self) -> anyhow::Result<()> {
         let pin = self.pins.links().join(shared::PROG_EGRESS);
         if pin.exists() {
