@@ -110,6 +110,74 @@ pub fn attached_programs(cgroup_dir: &Path, attach: AttachType) -> Vec<u32> {
     ids[..count].to_vec()
 }
 
+/// `BPF_PROG_LOAD`, `BPF_OBJ_PIN` and `BPF_LINK_CREATE`, from `enum bpf_cmd`.
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_LINK_CREATE: libc::c_long = 28;
+/// `BPF_PROG_TYPE_CGROUP_SKB`, from `enum bpf_prog_type`.
+const BPF_PROG_TYPE_CGROUP_SKB: u32 = 8;
+
+/// Calls bpf(2) with `attr` (a `union bpf_attr` member padded to 160 bytes); returns the
+/// result, panicking with `what` on failure.
+#[expect(unsafe_code, reason = "the bpf(2) syscall has no safe wrapper here")]
+fn bpf(cmd: libc::c_long, attr: &mut [u64; 20], what: &str) -> i32 {
+    // SAFETY: `attr` is 160 zero-initialised bytes with the command's fields filled in;
+    // any pointers in it refer to buffers that outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            size_of::<[u64; 20]>(),
+        )
+    };
+    assert!(ret >= 0, "{what}: {}", std::io::Error::last_os_error());
+    i32::try_from(ret).expect("fds and zero fit in i32")
+}
+
+/// Does what agents before per-pod packet hooks did: a `cgroup_skb/egress` program named
+/// `imds_egress` (one that lets everything through) linked to `cgroup_dir` as a whole, the
+/// link pinned at `pin`. For tests of the upgrade from such an agent.
+#[expect(
+    unsafe_code,
+    reason = "file descriptors returned by bpf(2) are adopted"
+)]
+pub fn pin_whole_cgroup_egress_link(cgroup_dir: &Path, pin: &Path) {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+
+    // r0 = 1 (let the packet through); exit.
+    let program: [u64; 2] = [0x0000_0001_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    let mut attr = [0u64; 20];
+    attr[0] = u64::from(BPF_PROG_TYPE_CGROUP_SKB) | (2 << 32);
+    attr[1] = program.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    let mut name = [0u8; 16];
+    name[..11].copy_from_slice(b"imds_egress");
+    attr[6] = u64::from_le_bytes(name[..8].try_into().expect("8 bytes"));
+    attr[7] = u64::from_le_bytes(name[8..].try_into().expect("8 bytes"));
+    // prog_ifindex 0, expected_attach_type BPF_CGROUP_INET_EGRESS (1).
+    attr[8] = 1 << 32;
+    // SAFETY: a new fd from the kernel, owned from here on.
+    let program = unsafe { OwnedFd::from_raw_fd(bpf(BPF_PROG_LOAD, &mut attr, "BPF_PROG_LOAD")) };
+
+    let cgroup = std::fs::File::open(cgroup_dir)
+        .unwrap_or_else(|e| panic!("open {}: {e}", cgroup_dir.display()));
+    let fd = |f: &dyn std::os::fd::AsRawFd| u64::try_from(f.as_raw_fd()).expect("non-negative");
+    let mut attr = [0u64; 20];
+    // prog_fd, target_fd; attach_type BPF_CGROUP_INET_EGRESS (1), flags 0.
+    attr[0] = fd(&program) | (fd(&cgroup) << 32);
+    attr[1] = 1;
+    // SAFETY: as above.
+    let link = unsafe { OwnedFd::from_raw_fd(bpf(BPF_LINK_CREATE, &mut attr, "BPF_LINK_CREATE")) };
+
+    let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes()).expect("no NUL");
+    let mut attr = [0u64; 20];
+    attr[0] = path.as_ptr() as u64;
+    attr[1] = fd(&link);
+    bpf(BPF_OBJ_PIN, &mut attr, "BPF_OBJ_PIN");
+}
+
 #[cfg(test)]
 mod tests {
     use std::mem::offset_of;
@@ -131,12 +199,13 @@ mod tests {
     fn attach_types_are_the_kernels_numbers() {
         let numbers = [
             AttachType::InetEgress,
+            AttachType::InetSockCreate,
             AttachType::Inet4Connect,
             AttachType::Inet6Connect,
             AttachType::Udp4Sendmsg,
             AttachType::Udp6Sendmsg,
         ]
         .map(AttachType::number);
-        assert_eq!(numbers, [1, 10, 11, 14, 15]);
+        assert_eq!(numbers, [1, 2, 10, 11, 14, 15]);
     }
 }

@@ -15,7 +15,7 @@ use common::{
 };
 use nodeward_testkit::{
     CgroupTree, IMDS_V4, IMDS_V6, PodSpec, ProcessGuard, SimNode, SimPod,
-    bpf::{AttachType, attached_programs},
+    bpf::{AttachType, attached_programs, pin_whole_cgroup_egress_link},
     probe_path, require_root,
     stack::AgentSpec,
     wait_until,
@@ -208,6 +208,35 @@ fn a_cgroup_that_is_no_pod_gets_its_own_hook_which_ends_with_it() {
         (!pin.exists()).then_some(())
     });
     assert_eq!(stack.agent.metric(METRIC), Some(0.0));
+}
+
+#[test]
+fn the_whole_cgroup_packet_hook_of_an_earlier_agent_is_retired() {
+    if !require_root("the_whole_cgroup_packet_hook_of_an_earlier_agent_is_retired") {
+        return;
+    }
+    let node = SimNode::builder().pod(PodSpec::new("web")).build();
+    let pods = node.cgroup_root().join(node.pod_cgroup_path());
+    // Where the agent below pins (its default instance), as an earlier version left it.
+    let links = node.bpffs().join("nodeward/v1/links");
+    std::fs::create_dir_all(&links).expect("create the pin directory");
+    pin_whole_cgroup_egress_link(&pods, &links.join("imds_egress"));
+    assert_eq!(attached_programs(&pods, AttachType::InetEgress).len(), 1);
+
+    let mut stack = Stack::start(node, |s| s);
+    wait_enforced(&stack.node.pod("web"));
+    assert!(!links.join("imds_egress").exists(), "the old pin is gone");
+    assert!(
+        attached_programs(&pods, AttachType::InetEgress).is_empty(),
+        "and its link detached: no packet hook on the pod cgroup as a whole"
+    );
+    assert!(
+        stack
+            .agent
+            .daemon()
+            .log()
+            .contains("replaced by per-pod hooks")
+    );
 }
 
 /// Whether the process has a socket open.

@@ -31,7 +31,7 @@ use aya::{
 };
 use aya_obj::generated::bpf_attach_type;
 use nodeward_common::imds as shared;
-use tokio::{io::unix::AsyncFd, sync::watch};
+use tokio::sync::watch;
 use tracing::info;
 
 use self::{
@@ -201,7 +201,8 @@ impl Module for ImdsEnforcer {
             ctx.metrics.clone(),
         );
         packet_guard.start(Path::new("/proc"))?;
-        let packet_ring = bpf::ring::register(bpf::take_map(ebpf, shared::MAP_PACKET_RING)?)?;
+        let packet_ring = bpf::ring::register(bpf::take_map(ebpf, shared::MAP_PACKET_RING)?)
+            .context("the packet hook requests ring")?;
         info!(cgroup = %self.pod_cgroup.display(), pins = %config.bpf_pin_path.display(), mode = ?config.imds.mode, "IMDS enforcement active");
 
         let ring: RingBuf<_> = bpf::take_map(ebpf, shared::MAP_EVENTS)?;
@@ -210,11 +211,7 @@ impl Module for ImdsEnforcer {
             bpf::take_map(ebpf, shared::MAP_SEEN)?,
             bpf::take_map(ebpf, shared::MAP_REPORTED)?,
         );
-        // SAFETY: the RingBuf owns its map fd, which stays open and unchanged for as long
-        // as the AsyncFd (which owns the RingBuf) lives.
-        let ring = unsafe { AsyncFd::register(ring) }
-            .map_err(|e| anyhow::Error::new(e.into_parts().1))
-            .context("registering the IMDS ring buffer with tokio")?;
+        let ring = bpf::ring::register(ring).context("the IMDS events ring")?;
         let token = ctx.supervisor.token();
         ctx.supervisor.spawn(
             "imds-events",
