@@ -97,6 +97,24 @@ pub fn level_and_id(cgroup_root: &Path, cgroup: &Path) -> std::io::Result<(u32, 
     Ok((level, std::fs::metadata(cgroup)?.ino()))
 }
 
+/// `dir` and every cgroup below it, to `max_depth` levels down (depth first). Cgroups
+/// removed meanwhile are skipped.
+pub fn subtree(dir: &Path, max_depth: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![(dir.to_owned(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        if depth < max_depth {
+            for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push((child.path(), depth + 1));
+                }
+            }
+        }
+        found.push(dir);
+    }
+    found
+}
+
 /// Opens a cgroup directory for attaching programs.
 pub fn open_cgroup(path: &Path) -> Result<File, CgroupError> {
     File::open(path).map_err(|source| CgroupError::Open {

@@ -3,7 +3,11 @@
 //! every connection, send and packet pays is one array lookup and a bit test); only on a
 //! match are the mode, the allowlist and the report rate consulted.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_boot_ns,
+    maps::{HashMap, lpm_trie::Key},
+};
 use nodeward_common::imds::{
     ImdsEvent, ImdsKey, ImdsSeen, MAX_CGROUP_DEPTH, MODE_AUDIT, MODE_ENFORCE, MODE_OFF, Prefilter,
     REPORT_INTERVAL_NS, STAT_ALLOWED, STAT_AUDITED, STAT_BLOCKED, STAT_EVENTS_LOST,
@@ -49,13 +53,20 @@ pub trait Origin {
     /// in.
     #[inline(always)]
     fn is_allowed(&self) -> bool {
+        self.has_ancestor_in(&IMDS_ALLOWED)
+    }
+
+    /// Whether the origin's cgroup or one of its ancestors (from below the root) is a key
+    /// of `cgroups`.
+    #[inline(always)]
+    fn has_ancestor_in(&self, cgroups: &HashMap<u64, u32>) -> bool {
         let mut level = 1;
         while level < MAX_CGROUP_DEPTH {
             let id = self.ancestor_cgroup_id(level);
             if id == 0 {
                 return false;
             }
-            if IMDS_ALLOWED.get_ptr(id).is_some() {
+            if cgroups.get_ptr(id).is_some() {
                 return true;
             }
             level += 1;

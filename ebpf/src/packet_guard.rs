@@ -5,30 +5,27 @@
 //! agent for the hook; until the agent has attached it (milliseconds), the node-side
 //! guard (`uplink`) judges the socket's packets as they leave the node.
 
-use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id},
-    programs::SockContext,
-};
-use nodeward_common::imds::MAX_CGROUP_DEPTH;
+use aya_ebpf::{bindings::BPF_NOEXIST, programs::SockContext};
 
 use crate::{
+    imds::Origin as _,
     maps::{IMDS_PKT_GUARDS, IMDS_PKT_RING, IMDS_PKT_WANTED},
     packet::judged_at_socket_calls,
+    sock_addr::Task,
 };
 
 /// Asks for the packet hook on the creating task's cgroup, unless the new socket is one
-/// the socket hooks judge or a guarded cgroup already encloses the task.
+/// the socket hooks judge or a guarded cgroup (one with its own hook) already encloses
+/// the task.
 #[inline(always)]
 pub fn on_create(ctx: &SockContext) {
     // SAFETY: the kernel hands cgroup sock programs a valid bpf_sock.
     let (kind, protocol) = unsafe { ((*ctx.sock).type_, (*ctx.sock).protocol) };
-    if judged_at_socket_calls(kind, protocol) || is_guarded() {
+    if judged_at_socket_calls(kind, protocol) || Task.has_ancestor_in(&IMDS_PKT_GUARDS) {
         return;
     }
-    // SAFETY: a helper without arguments, allowed in cgroup sock programs. The socket
-    // belongs to the creating task's cgroup, whose packets the hook must see.
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // The socket belongs to the creating task's cgroup, whose packets the hook must see.
+    let cgroup_id = Task.cgroup_id();
     // One wake-up per cgroup: a loop of new sockets before the agent answers costs one
     // map entry, and the entry stays (pinned) if the agent is not running.
     if IMDS_PKT_WANTED
@@ -38,22 +35,4 @@ pub fn on_create(ctx: &SockContext) {
         // A full ring only delays the agent to its next periodic look at the map.
         let _ = IMDS_PKT_RING.output::<u64>(cgroup_id, 0);
     }
-}
-
-/// Whether the task's cgroup or an ancestor carries its own packet hook.
-#[inline(always)]
-fn is_guarded() -> bool {
-    let mut level = 1;
-    while level < MAX_CGROUP_DEPTH {
-        // SAFETY: the helper accepts any level and returns 0 past the task's own.
-        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
-        if id == 0 {
-            return false;
-        }
-        if IMDS_PKT_GUARDS.get_ptr(id).is_some() {
-            return true;
-        }
-        level += 1;
-    }
-    false
 }

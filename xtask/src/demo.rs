@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::bail;
 use nodeward_testkit::{
-    IMDS_V4, IMDS_V6, POD_IDENTITY_V4, PodSpec, ProbeResult, SimNode, SimPod,
+    IMDS_V4, IMDS_V6, POD_IDENTITY_V4, PodSpec, ProbeResult, SimNode, SimPod, poll_until,
     stack::{AgentProcess, AgentSpec, CollectorProcess, TailProcess},
 };
 
@@ -232,14 +232,9 @@ impl Demo {
         let Ok(id) = std::fs::metadata(&cgroup).map(|m| m.ino()) else {
             return;
         };
-        let pin = self
-            .spec
-            .pins(&self.node)
-            .join(format!("v1/links/imds_egress_cg{id}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !pin.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let pin = self.spec.packet_hook_pin(&self.node, id);
+        // The demo goes on either way; the next attempt shows which hook answered.
+        let _ = poll_until(Duration::from_secs(10), || pin.exists());
     }
 
     fn survive_a_kill(&mut self) {

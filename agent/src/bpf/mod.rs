@@ -13,7 +13,7 @@ use aya::{
 };
 
 pub use self::pins::{
-    InterfaceLinks, Pins, attach_pinned, cgroup_link, remove_all, sync_interface_links,
+    Attached, InterfaceLinks, Pins, attach_pinned, cgroup_link, remove_all, sync_interface_links,
     tcx_egress_link, unpin_link,
 };
 

@@ -29,8 +29,8 @@ use tracing::{info, warn};
 
 use super::raw_sockets;
 use crate::{
-    bpf::{self, Pins},
-    cgroup::open_cgroup,
+    bpf::{self, Attached, Pins},
+    cgroup::{open_cgroup, subtree},
     identity::{CgroupIndex, parse_cgroup_path},
     metrics::Metrics,
 };
@@ -172,21 +172,35 @@ impl PacketGuard {
         if self.guarded.contains_key(&target) {
             return Ok(());
         }
+        let path = dir.display().to_string();
+        let how = self.link(target, dir)?;
+        info!(
+            cgroup = target,
+            path,
+            asked_by = id,
+            ?how,
+            "packet hook attached"
+        );
+        Ok(())
+    }
+
+    /// Puts this agent's program on cgroup `id` (directory `dir`) through the link pinned
+    /// for it, new or adopted, and marks the cgroup guarded: after the link, so the kernel
+    /// stops asking only once the hook is there.
+    fn link(&mut self, id: u64, dir: PathBuf) -> anyhow::Result<Attached> {
         let cgroup = open_cgroup(&dir)?;
-        let how = bpf::attach_pinned(&self.pins, &pin_name(target), &self.program, target, || {
+        let how = bpf::attach_pinned(&self.pins, &pin_name(id), &self.program, id, || {
             bpf::cgroup_link(
                 self.program.as_fd(),
                 cgroup.as_fd(),
                 bpf_attach_type::BPF_CGROUP_INET_EGRESS,
             )
         })?;
-        // After the link: the kernel stops asking only once the hook is there.
         self.guards
-            .insert(target, 0, 0)
+            .insert(id, 0, 0)
             .map_err(bpf::map_err(shared::MAP_PACKET_GUARDS))?;
-        info!(cgroup = target, path = %dir.display(), asked_by = id, ?how, "packet hook attached");
-        self.guarded.insert(target, dir);
-        Ok(())
+        self.guarded.insert(id, dir);
+        Ok(how)
     }
 
     /// The cgroup to guard for cgroup `id`, and its directory.
@@ -206,18 +220,9 @@ impl PacketGuard {
         if let Some(entry) = self.index.lookup(id) {
             return Some(self.cgroup_root.join(&entry.path));
         }
-        let mut stack = vec![self.pod_cgroup.clone()];
-        while let Some(dir) = stack.pop() {
-            if std::fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
-                return Some(dir);
-            }
-            for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if child.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(child.path());
-                }
-            }
-        }
-        None
+        subtree(&self.pod_cgroup, raw_sockets::MAX_DEPTH)
+            .into_iter()
+            .find(|dir| std::fs::metadata(dir).is_ok_and(|m| m.ino() == id))
     }
 
     /// The links pinned by an earlier agent: live ones get this agent's program, those of
@@ -239,18 +244,7 @@ impl PacketGuard {
         for id in pinned {
             match self.dir_of(id) {
                 Some(dir) => {
-                    let cgroup = open_cgroup(&dir)?;
-                    bpf::attach_pinned(&self.pins, &pin_name(id), &self.program, id, || {
-                        bpf::cgroup_link(
-                            self.program.as_fd(),
-                            cgroup.as_fd(),
-                            bpf_attach_type::BPF_CGROUP_INET_EGRESS,
-                        )
-                    })?;
-                    self.guards
-                        .insert(id, 0, 0)
-                        .map_err(bpf::map_err(shared::MAP_PACKET_GUARDS))?;
-                    self.guarded.insert(id, dir);
+                    self.link(id, dir)?;
                 }
                 None => self.forget(id)?,
             }

@@ -13,10 +13,12 @@ use std::{
     path::Path,
 };
 
+use crate::cgroup::subtree;
+
 /// The per-namespace socket tables (`/proc/<pid>/net/…`) of those sockets.
 const TABLES: [&str; 6] = ["raw", "raw6", "icmp", "icmp6", "udplite", "udplite6"];
 /// Cgroup levels walked below the pod cgroup; deeper ones are nested inside containers.
-const MAX_DEPTH: usize = 16;
+pub const MAX_DEPTH: usize = 16;
 
 /// The ids of the cgroups (below and including `pod_cgroup`) with such a holder. Processes
 /// and cgroups that vanish while being read are skipped: they hold nothing any more.
@@ -25,8 +27,7 @@ pub fn holders(proc_root: &Path, pod_cgroup: &Path) -> BTreeSet<u64> {
     // Socket inodes by network namespace inode: the tables are per namespace, and a pod's
     // processes share one.
     let mut tables: HashMap<u64, HashSet<u64>> = HashMap::new();
-    let mut stack = vec![(pod_cgroup.to_owned(), 0)];
-    while let Some((dir, depth)) = stack.pop() {
+    for dir in subtree(pod_cgroup, MAX_DEPTH) {
         let Ok(meta) = fs::metadata(&dir) else {
             continue;
         };
@@ -37,14 +38,6 @@ pub fn holders(proc_root: &Path, pod_cgroup: &Path) -> BTreeSet<u64> {
             .any(|pid| holds(proc_root, pid, &mut tables))
         {
             found.insert(meta.ino());
-        }
-        if depth == MAX_DEPTH {
-            continue;
-        }
-        for child in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if child.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((child.path(), depth + 1));
-            }
         }
     }
     found

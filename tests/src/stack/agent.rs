@@ -124,6 +124,15 @@ impl AgentSpec {
             .join(self.instance.as_deref().unwrap_or("nodeward"))
     }
 
+    /// Where this instance pins the packet hook of the cgroup with this id (the agent's
+    /// `imds_egress_cg<id>` link).
+    #[must_use]
+    pub fn packet_hook_pin(&self, node: &SimNode, cgroup_id: u64) -> PathBuf {
+        self.pins(node)
+            .join("v1/links")
+            .join(format!("imds_egress_cg{cgroup_id}"))
+    }
+
     /// Sets the `imds:` section.
     #[must_use]
     pub fn imds(mut self, yaml: &str) -> Self {

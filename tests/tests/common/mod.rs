@@ -113,11 +113,7 @@ pub fn raw_send(pod: &SimPod, addr: &str) -> ProbeResult {
 
 /// Where the agent pins the packet hook of the cgroup with this id.
 pub fn packet_hook_pin(stack: &Stack, cgroup_id: u64) -> PathBuf {
-    stack
-        .spec
-        .pins(&stack.node)
-        .join("v1/links")
-        .join(format!("imds_egress_cg{cgroup_id}"))
+    stack.spec.packet_hook_pin(&stack.node, cgroup_id)
 }
 
 /// The id of `pod`'s pod-level cgroup, where its packet hook goes.
