@@ -6,18 +6,21 @@
 //! hostNetwork pod, so both share one network namespace and differ only in the cgroup:
 //! nodeward's programs (IMDS enforcement and the egress sensor on sockets, the exec sensor
 //! filtered to the pod cgroup) only act on the pod's side. The agent runs with its default
-//! configuration throughout.
+//! configuration throughout. `--against bpftrace` adds a third side: the baseline again
+//! with bpftrace running (see `bench/bpftrace.rs`), so nodeward and the anchors' monitor
+//! are compared on the same machine at the same time.
 //!
 //! - `connect`: a TCP `connect()`+`close()` storm and a UDP `sendto()` storm to loopback.
 //! - `exec`: fork+exec storms of /bin/true (two workers, and one with a core left idle),
-//!   the connect storm and a service-like mix of execs, connects, sends and reads, with the agent's CPU time and the exec events it handled
-//!   against the number expected.
+//!   the connect storm and a service-like mix of execs, connects, sends and reads, with
+//!   the agent's CPU time and the exec events it handled against the number expected.
 //! - `collector`: the collector under many simulated agents (see `bench/collector.rs`).
 
+mod bpftrace;
 mod collector;
 mod kernel_cost;
 
-use std::num::NonZeroUsize;
+use std::fmt::Write as _;
 
 use anyhow::bail;
 use clap::ValueEnum;
@@ -40,6 +43,49 @@ pub enum Bench {
 }
 
 pub use collector::Args as CollectorArgs;
+
+/// A monitor measured beside nodeward in the same run.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Reference {
+    /// bpftrace printing every exec and `connect()` from the syscall tracepoints (the
+    /// anchors' "bpftrace, printf per event"); installed from Debian's packages if absent.
+    Bpftrace,
+}
+
+/// How `connect` and `exec` run.
+pub struct Options<'a> {
+    /// Top-level YAML appended to the agent's config.
+    pub agent_yaml: Option<&'a str>,
+    pub repetitions: usize,
+    pub against: Option<Reference>,
+}
+
+/// Where a workload runs: outside the pod cgroups with nothing watching it, in the pod
+/// with nodeward, or outside again with the reference monitor running.
+#[derive(Clone, Copy)]
+enum Side {
+    Without = 0,
+    Nodeward = 1,
+    Reference = 2,
+}
+
+impl Side {
+    /// The sides of one repetition in random order.
+    fn shuffled(with_reference: bool) -> Vec<Self> {
+        let mut sides = vec![Self::Without, Self::Nodeward];
+        if with_reference {
+            sides.push(Self::Reference);
+        }
+        let mut bits = random();
+        // Fisher–Yates with a few bits of one random word per step.
+        for i in (1..sides.len()).rev() {
+            let j = usize::try_from(bits % (i as u64 + 1)).unwrap_or(0);
+            bits /= i as u64 + 1;
+            sides.swap(i, j);
+        }
+        sides
+    }
+}
 
 struct Workload {
     name: &'static str,
@@ -76,8 +122,7 @@ const EXEC_ONE: Workload = Workload {
 
 pub fn run(
     bench: Bench,
-    agent_yaml: Option<&str>,
-    repetitions: NonZeroUsize,
+    options: &Options<'_>,
     collector_args: &CollectorArgs,
 ) -> anyhow::Result<()> {
     if let Bench::Collector = bench {
@@ -95,82 +140,51 @@ pub fn run(
     let release = cmd::workspace_root().join("target/release");
     // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
     unsafe { std::env::set_var(nodeward_testkit::BIN_DIR_ENV, &release) };
-    let repetitions = repetitions.get();
     match bench {
-        Bench::Connect => measure("connect", &[CONNECT, UDP], agent_yaml, repetitions),
-        Bench::Exec => measure(
-            "exec",
-            &[EXEC_STORM, EXEC_ONE, CONNECT, MIX],
-            agent_yaml,
-            repetitions,
-        ),
+        Bench::Connect => measure("connect", &[CONNECT, UDP], options),
+        Bench::Exec => measure("exec", &[EXEC_STORM, EXEC_ONE, CONNECT, MIX], options),
         Bench::Collector => unreachable!("measured above"),
     }
 }
 
-/// Runs each workload `repetitions` times per side, alternating in random order; the
-/// median is reported with min–max.
-fn measure(
-    what: &str,
-    workloads: &[Workload],
-    agent_yaml: Option<&str>,
-    repetitions: usize,
-) -> anyhow::Result<()> {
+/// Runs each workload `repetitions` times per side, the sides in random order each time;
+/// the median is reported with min–max.
+fn measure(what: &str, workloads: &[Workload], options: &Options<'_>) -> anyhow::Result<()> {
+    crate::interrupt::catch()?;
+    let reference = match options.against {
+        Some(Reference::Bpftrace) => Some(bpftrace::Bpftrace::prepare()?),
+        None => None,
+    };
     let node = SimNode::builder()
         .pod(PodSpec::new("bench").host_network(true))
         .build();
     let pod = node.pod("bench");
     let collector = CollectorProcess::start(node.scratch_dir());
     let mut spec = AgentSpec::new(&collector.endpoint());
-    if let Some(yaml) = agent_yaml {
+    if let Some(yaml) = options.agent_yaml {
         println!("agent config += {yaml}");
         spec = spec.extra_yaml(&format!("\n{yaml}\n"));
     }
     let mut agent = AgentProcess::start(&node, &spec);
     agent.wait_active();
     let agent_pid = agent.daemon().pid();
+    let repetitions = options.repetitions;
     println!("\nnodeward bench {what}: throughput with nodeward ÷ without, same run");
-    println!("({repetitions} repetitions each, alternating in random order; median, min–max)\n");
-    println!(
+    println!("({repetitions} repetitions each, sides in random order; median, min–max)\n");
+    let mut header = format!(
         "{:<52} {:>14} {:>14} {:>22}",
         "workload", "without (op/s)", "with (op/s)", "ratio"
     );
+    if reference.is_some() {
+        write!(header, " {:>22} {:>14}", "bpftrace ratio", "bpftrace saw")?;
+    }
+    println!("{header}");
     let cpu_before = cpu_seconds(agent_pid);
     let mut expected_execs = 0;
     for workload in workloads {
-        let mut without = Vec::new();
-        let mut with = Vec::new();
-        for _ in 0..repetitions {
-            let pod_first = rand_bool();
-            for on_pod in [pod_first, !pod_first] {
-                let result = if on_pod {
-                    pod.probe(&workload.args)
-                } else {
-                    node.host_probe(&workload.args)
-                };
-                let rate = rate_of(&result, workload.name);
-                if on_pod {
-                    with.push(rate);
-                    // The probe's own exec is seen too.
-                    expected_execs += workload.execs + 1;
-                } else {
-                    without.push(rate);
-                }
-            }
-        }
-        let ratios: Vec<f64> = with.iter().zip(&without).map(|(w, b)| w / b).collect();
-        println!(
-            "{:<52} {:>14.0} {:>14.0} {:>22}",
-            workload.name,
-            median(&without),
-            median(&with),
-            format!(
-                "{:.2} ({:.2}–{:.2})",
-                median(&ratios),
-                min(&ratios),
-                max(&ratios)
-            )
-        );
+        compare(workload, &node, &pod, reference.as_ref(), repetitions)?;
+        // The probe's own exec is seen too, once per run in the pod.
+        expected_execs += (workload.execs + 1) * repetitions as u64;
     }
     kernel_cost(&pod, workloads, &mut expected_execs)?;
     let cpu = cpu_seconds(agent_pid) - cpu_before;
@@ -203,6 +217,53 @@ fn measure(
     Ok(())
 }
 
+/// One workload's row: `repetitions` runs per side, the sides in random order each time.
+fn compare(
+    workload: &Workload,
+    node: &SimNode,
+    pod: &SimPod,
+    reference: Option<&bpftrace::Bpftrace>,
+    repetitions: usize,
+) -> anyhow::Result<()> {
+    let mut rates: [Vec<f64>; 3] = Default::default();
+    let mut reference_events = 0;
+    for _ in 0..repetitions {
+        for side in Side::shuffled(reference.is_some()) {
+            let result = match (side, reference) {
+                (Side::Nodeward, _) => pod.probe(&workload.args),
+                (Side::Reference, Some(reference)) => {
+                    let monitor = reference.start()?;
+                    let result = node.host_probe(&workload.args);
+                    reference_events += monitor.stop();
+                    result
+                }
+                _ => node.host_probe(&workload.args),
+            };
+            // A probe cut short by the signal fails: report the interruption instead.
+            crate::interrupt::check()?;
+            rates[side as usize].push(rate_of(&result, workload.name));
+        }
+    }
+    let [without, with, referenced] = &rates;
+    let mut line = format!(
+        "{:<52} {:>14.0} {:>14.0} {:>22}",
+        workload.name,
+        median(without),
+        median(with),
+        spread(&ratios(with, without)),
+    );
+    if reference.is_some() {
+        write!(
+            line,
+            " {:>22} {:>14}",
+            spread(&ratios(referenced, without)),
+            reference_events
+        )?;
+    }
+    println!("{line}");
+    Ok(())
+}
+
 /// One more run of each workload in the pod with the kernel's program statistics on.
 fn kernel_cost(
     pod: &SimPod,
@@ -216,7 +277,9 @@ fn kernel_cost(
     );
     for workload in workloads {
         let measurement = kernel_cost::Measurement::start()?;
-        rate_of(&pod.probe(&workload.args), workload.name);
+        let result = pod.probe(&workload.args);
+        crate::interrupt::check()?;
+        rate_of(&result, workload.name);
         *expected_execs += workload.execs + 1;
         for (program, calls, mean) in measurement.finish()? {
             println!(
@@ -261,9 +324,23 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn rand_bool() -> bool {
+fn random() -> u64 {
     use std::hash::BuildHasher as _;
-    std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now()) & 1 == 1
+    std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now())
+}
+
+fn ratios(with: &[f64], without: &[f64]) -> Vec<f64> {
+    with.iter().zip(without).map(|(w, b)| w / b).collect()
+}
+
+/// Median with min–max.
+fn spread(ratios: &[f64]) -> String {
+    format!(
+        "{:.2} ({:.2}–{:.2})",
+        median(ratios),
+        min(ratios),
+        max(ratios)
+    )
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -278,4 +355,31 @@ fn min(values: &[f64]) -> f64 {
 
 fn max(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Side;
+
+    #[test]
+    fn every_side_runs_once_per_repetition_in_every_order() {
+        let mut orders = std::collections::BTreeSet::new();
+        for _ in 0..600 {
+            let sides: Vec<usize> = Side::shuffled(true)
+                .into_iter()
+                .map(|s| s as usize)
+                .collect();
+            let mut sorted = sides.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2], "each side exactly once: {sides:?}");
+            orders.insert(sides);
+        }
+        // All 3! orders turn up, so no side always goes first or last.
+        assert_eq!(orders.len(), 6, "{orders:?}");
+        let pair: Vec<usize> = Side::shuffled(false)
+            .into_iter()
+            .map(|s| s as usize)
+            .collect();
+        assert!(pair == [0, 1] || pair == [1, 0], "{pair:?}");
+    }
 }

@@ -7,6 +7,7 @@ mod certs;
 mod cmd;
 mod demo;
 mod gen_crd;
+mod interrupt;
 mod setup;
 mod test;
 
@@ -40,6 +41,10 @@ enum Command {
         /// median when the machine is noisy.
         #[arg(long, value_name = "N", default_value = "5")]
         repetitions: std::num::NonZeroUsize,
+        /// Also measure this monitor in the same run, alternating with nodeward and the
+        /// baseline (`connect` and `exec`).
+        #[arg(long, value_enum, value_name = "MONITOR")]
+        against: Option<bench::Reference>,
         /// Options of `bench collector`.
         #[command(flatten)]
         collector: bench::CollectorArgs,
@@ -59,8 +64,17 @@ fn main() -> anyhow::Result<()> {
             what,
             agent_yaml,
             repetitions,
+            against,
             collector,
-        } => bench::run(what, agent_yaml.as_deref(), repetitions, &collector),
+        } => bench::run(
+            what,
+            &bench::Options {
+                agent_yaml: agent_yaml.as_deref(),
+                repetitions: repetitions.get(),
+                against,
+            },
+            &collector,
+        ),
         Command::Certs(args) => certs::run(args),
         Command::GenCrd => gen_crd::run(),
     }

@@ -185,19 +185,22 @@ pub fn postgres_server() -> anyhow::Result<PathBuf> {
     if let Some(dir) = newest_server()? {
         return Ok(dir);
     }
+    apt_install("postgresql")?;
+    newest_server()?.context("apt-get installed postgresql but no server binaries were found")
+}
+
+/// Installs one of Debian's packages (needs root).
+pub fn apt_install(package: &str) -> anyhow::Result<()> {
     if !crate::demo::is_root() {
-        bail!(
-            "PostgreSQL is not installed and installing it needs root: apt-get install postgresql"
-        );
+        bail!("{package} is not installed and installing it needs root: apt-get install {package}");
     }
-    eprintln!("setup: PostgreSQL is not installed; installing Debian's postgresql package");
+    eprintln!("setup: {package} is not installed; installing Debian's {package} package");
     cmd::run(Command::new("apt-get").arg("update"))?;
     cmd::run(
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "postgresql"])
+            .args(["install", "-y", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    newest_server()?.context("apt-get installed postgresql but no server binaries were found")
+    )
 }
 
 fn newest_server() -> anyhow::Result<Option<PathBuf>> {
