@@ -56,8 +56,25 @@ pub enum Reference {
 pub struct Options<'a> {
     /// Top-level YAML appended to the agent's config.
     pub agent_yaml: Option<&'a str>,
-    pub repetitions: usize,
+    /// Runs of each workload per side; [`DEFAULT_REPETITIONS`] when not given.
+    pub repetitions: Option<usize>,
     pub against: Option<Reference>,
+}
+
+const DEFAULT_REPETITIONS: usize = 5;
+
+impl Options<'_> {
+    /// The options given that only `connect` and `exec` take.
+    fn given(&self) -> Vec<&'static str> {
+        [
+            ("--agent-yaml", self.agent_yaml.is_some()),
+            ("--repetitions", self.repetitions.is_some()),
+            ("--against", self.against.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
 }
 
 /// Where a workload runs: outside the pod cgroups with nothing watching it, in the pod
@@ -126,6 +143,13 @@ pub fn run(
     collector_args: &CollectorArgs,
 ) -> anyhow::Result<()> {
     if let Bench::Collector = bench {
+        let given = options.given();
+        if !given.is_empty() {
+            bail!(
+                "{} apply to `bench connect` and `bench exec`; `bench collector` has its own options (--help)",
+                given.join(", ")
+            );
+        }
         // Neither eBPF nor root: only the collector is built and measured.
         return collector::run(collector_args);
     }
@@ -168,7 +192,7 @@ fn measure(what: &str, workloads: &[Workload], options: &Options<'_>) -> anyhow:
     let mut agent = AgentProcess::start(&node, &spec);
     agent.wait_active();
     let agent_pid = agent.daemon().pid();
-    let repetitions = options.repetitions;
+    let repetitions = options.repetitions.unwrap_or(DEFAULT_REPETITIONS);
     println!("\nnodeward bench {what}: throughput with nodeward ÷ without, same run");
     println!("({repetitions} repetitions each, sides in random order; median, min–max)\n");
     let mut header = format!(
@@ -359,7 +383,23 @@ fn max(values: &[f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::Side;
+    use super::{Options, Reference, Side};
+
+    #[test]
+    fn options_for_connect_and_exec_only_are_named_when_given() {
+        let none = Options {
+            agent_yaml: None,
+            repetitions: None,
+            against: None,
+        };
+        assert!(none.given().is_empty());
+        let some = Options {
+            agent_yaml: Some("sensors: {egress: false}"),
+            repetitions: None,
+            against: Some(Reference::Bpftrace),
+        };
+        assert_eq!(some.given(), ["--agent-yaml", "--against"]);
+    }
 
     #[test]
     fn every_side_runs_once_per_repetition_in_every_order() {

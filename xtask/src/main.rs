@@ -37,10 +37,10 @@ enum Command {
         /// compare settings (e.g. `sensors: {egress: false}`).
         #[arg(long, value_name = "YAML")]
         agent_yaml: Option<String>,
-        /// Runs of each workload per side in `connect` and `exec`; more runs narrow the
-        /// median when the machine is noisy.
-        #[arg(long, value_name = "N", default_value = "5")]
-        repetitions: std::num::NonZeroUsize,
+        /// Runs of each workload per side in `connect` and `exec` (5 when not given); more
+        /// runs narrow the median when the machine is noisy.
+        #[arg(long, value_name = "N")]
+        repetitions: Option<std::num::NonZeroUsize>,
         /// Also measure this monitor in the same run, alternating with nodeward and the
         /// baseline (`connect` and `exec`).
         #[arg(long, value_enum, value_name = "MONITOR")]
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             what,
             &bench::Options {
                 agent_yaml: agent_yaml.as_deref(),
-                repetitions: repetitions.get(),
+                repetitions: repetitions.map(std::num::NonZeroUsize::get),
                 against,
             },
             &collector,
