@@ -48,11 +48,9 @@ pub(crate) fn unmount(dir: &Path) {
 
 /// Mount points at or below `dir`, from /proc/self/mountinfo, deepest first.
 pub(crate) fn mounts_below(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| PathBuf::from(field.replace("\\040", " ")))
+    let info = crate::mountinfo::read().unwrap_or_default();
+    let mut found: Vec<PathBuf> = crate::mountinfo::mounts(&info)
+        .map(|(point, _)| point)
         .filter(|mount| mount.starts_with(dir))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));

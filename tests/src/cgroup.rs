@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::wait::poll_until;
+use crate::{mountinfo, wait::poll_until};
 
 /// How long cleanup waits for killed processes to leave their cgroups.
 const EMPTY_DEADLINE: Duration = Duration::from_secs(10);
@@ -19,43 +19,10 @@ const EMPTY_DEADLINE: Duration = Duration::from_secs(10);
 pub fn cgroup2_mount() -> &'static Path {
     static MOUNT: OnceLock<PathBuf> = OnceLock::new();
     MOUNT.get_or_init(|| {
-        let info = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_else(|e| panic!("read /proc/self/mountinfo: {e}"));
-        find_cgroup2(&info).expect("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")
+        let info = mountinfo::read().unwrap_or_else(|e| panic!("read /proc/self/mountinfo: {e}"));
+        mountinfo::first_of_type(&info, "cgroup2")
+            .expect("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")
     })
-}
-
-/// Finds the first `cgroup2` mount point in mountinfo text.
-fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        // "<id> <parent> <maj:min> <root> <mount point> <options> [optional...] - <fstype> ..."
-        let (fields, rest) = line.split_once(" - ")?;
-        let fstype = rest.split_whitespace().next()?;
-        let mount_point = fields.split_whitespace().nth(4)?;
-        (fstype == "cgroup2").then(|| PathBuf::from(unescape_mountinfo(mount_point)))
-    })
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(u8::is_ascii_digit));
-        if let Some(b) =
-            octal.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok())
-        {
-            out.push(b);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The cgroup a process is in on the cgroup2 hierarchy, relative to the cgroup2 mount
@@ -158,32 +125,4 @@ fn remove_dirs(dir: &Path) -> io::Result<()> {
         }
     }
     std::fs::remove_dir(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_cgroup2_on_a_hybrid_host() {
-        let info = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
-                    40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n\
-                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            find_cgroup2(info),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-    }
-
-    #[test]
-    fn finds_cgroup2_with_optional_fields_and_escapes() {
-        let info = "30 24 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(find_cgroup2(info), Some(PathBuf::from("/sys/fs/cgroup")));
-        let info = "30 24 0:26 / /mnt/my\\040cg rw - cgroup2 none rw\n";
-        assert_eq!(find_cgroup2(info), Some(PathBuf::from("/mnt/my cg")));
-        assert_eq!(
-            find_cgroup2("30 24 0:26 / /x rw - ext4 /dev/sda rw\n"),
-            None
-        );
-    }
 }

@@ -63,6 +63,7 @@ pub mod cgroup;
 mod imds;
 pub mod kube_api;
 mod metadata;
+mod mountinfo;
 pub mod netns;
 mod network;
 mod node;
@@ -83,6 +84,7 @@ pub use imds::{
     IMDS_V4, IMDS_V6, ImdsRequest, ImdsServer, METADATA_BODY, POD_IDENTITY_V4, POD_IDENTITY_V6,
     ServerLiveness, TOKEN,
 };
+pub use mountinfo::mount_of_type;
 pub use netns::NetNs;
 pub use node::SimNode;
 pub use pod::{PodSpec, Qos, SimPod};

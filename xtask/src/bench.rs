@@ -22,7 +22,7 @@ mod kernel_cost;
 
 use std::fmt::Write as _;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::ValueEnum;
 use nodeward_testkit::{
     PodSpec, ProbeResult, SimNode, SimPod,
@@ -253,15 +253,17 @@ fn compare(
     let mut reference_events = 0;
     for _ in 0..repetitions {
         for side in Side::shuffled(reference.is_some()) {
-            let result = match (side, reference) {
-                (Side::Nodeward, _) => pod.probe(&workload.args),
-                (Side::Reference, Some(reference)) => {
-                    let monitor = reference.start()?;
+            let result = match side {
+                Side::Without => node.host_probe(&workload.args),
+                Side::Nodeward => pod.probe(&workload.args),
+                Side::Reference => {
+                    let monitor = reference
+                        .context("a reference side without a reference monitor")?
+                        .start()?;
                     let result = node.host_probe(&workload.args);
                     reference_events += monitor.stop();
                     result
                 }
-                _ => node.host_probe(&workload.args),
             };
             // A probe cut short by the signal fails: report the interruption instead.
             crate::interrupt::check()?;

@@ -10,18 +10,19 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nodeward_testkit::poll_until;
 
 const SCRIPT: &str = r#"
 tracepoint:syscalls:sys_enter_execve { printf("exec pid=%d comm=%s file=%s\n", pid, comm, str(args->filename)); }
@@ -50,7 +51,9 @@ impl Bpftrace {
             crate::setup::apt_install("bpftrace")?;
             which("bpftrace").context("apt-get installed bpftrace but it is not on PATH")?
         };
-        let mounted_tracefs = if tracefs_mounted()? {
+        let tracefs =
+            nodeward_testkit::mount_of_type("tracefs").context("reading /proc/self/mountinfo")?;
+        let mounted_tracefs = if tracefs.is_some() {
             false
         } else {
             mount(
@@ -126,17 +129,28 @@ impl Running {
     /// Execs `/bin/true` until bpftrace prints it: the probes are attached then, not when
     /// bpftrace says it is attaching them.
     fn wait_attached(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        while self.events.load(Ordering::Relaxed) == 0 {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("bpftrace exited before its probes were attached ({status})");
+        let mut stopped = Ok(());
+        let attached = poll_until(START_TIMEOUT, || {
+            if self.events.load(Ordering::Relaxed) > 0 {
+                return true;
             }
-            crate::interrupt::check()?;
-            if Instant::now() > deadline {
-                bail!("bpftrace printed no event within {START_TIMEOUT:?}");
+            stopped = match self.child.try_wait() {
+                Ok(Some(status)) => Err(anyhow!(
+                    "bpftrace exited before its probes were attached ({status})"
+                )),
+                Ok(None) => crate::interrupt::check(),
+                Err(error) => Err(error).context("waiting for bpftrace"),
+            };
+            if stopped.is_ok()
+                && let Err(error) = Command::new("/bin/true").status()
+            {
+                stopped = Err(error).context("running /bin/true");
             }
-            Command::new("/bin/true").status()?;
-            std::thread::sleep(Duration::from_millis(50));
+            stopped.is_err()
+        });
+        stopped?;
+        if !attached {
+            bail!("bpftrace printed no event within {START_TIMEOUT:?}");
         }
         Ok(())
     }
@@ -169,15 +183,4 @@ fn which(program: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(program))
             .find(|path| path.is_file())
     })
-}
-
-fn tracefs_mounted() -> anyhow::Result<bool> {
-    let mountinfo = Path::new("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(mountinfo)
-        .with_context(|| format!("reading {}", mountinfo.display()))?;
-    // The filesystem type follows the " - " separator.
-    Ok(text.lines().any(|line| {
-        line.split_once(" - ")
-            .is_some_and(|(_, rest)| rest.starts_with("tracefs "))
-    }))
 }
